@@ -1,0 +1,1 @@
+"""Named search spaces as plain, validated data (no Ray import)."""

@@ -1,0 +1,234 @@
+"""The validated configuration of one trial.
+
+Ray hands a trial a plain dict; :meth:`TrialConfig.from_dict` turns it into this typed, checked
+dataclass on the trial's first line, so a bad value fails there with the field, the value and what
+was expected (an :class:`~trainables.errors.InputError`). Values may arrive as strings (CLI flags,
+MLflow params): they are coerced to the field's type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args
+
+from trainables.errors import InputError
+
+TruncationMode = Literal["train", "posthoc"]
+DeviceName = Literal["auto", "cpu", "cuda"]
+
+#: Models and data sets the registries know; checked here so a sweep fails before it starts.
+MODEL_NAMES = ("deeplabv3plus", "dan")
+DATASET_NAMES = ("synthetic-smooth", "synthetic-fine", "voc", "cityscapes", "deepglobe", "folder")
+#: Class counts fixed by the published data sets (synthetic and folder sets take any count).
+FIXED_NUM_CLASSES = {"voc": 21, "cityscapes": 19, "deepglobe": 7}
+#: Prune rates above this leave too few filters to train (the issue's bound).
+MAX_PRUNE_RATE = 0.9
+
+
+def native_grid_size(input_size: int) -> int:
+    """The stride-4 grid of a stride-2 stem followed by a stride-2 pool (129 for 513, 17 for 65).
+
+    Used to range-check ``lrg`` before a model exists; the built model's own
+    ``native_grid`` is authoritative and is checked again when the trial starts.
+    """
+    return math.ceil(math.ceil(input_size / 2) / 2)
+
+
+def native_band(input_size: int) -> int:
+    """The highest band an ``input_size`` image holds (256 for 513): pixel-wise labels."""
+    return (input_size - 1) // 2
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one trial needs; defaults are the paper's where it gives them."""
+
+    model: str = "deeplabv3plus"  # "deeplabv3plus" or "dan"
+    backbone: str = "resnet101"  # any timm backbone with features_only + output_stride 16
+    dataset: str = "synthetic-smooth"  # a name from trainables.data.list_datasets()
+    data_root: str | None = None  # on-disk root of a real data set (None for synthetic)
+    num_classes: int | None = None  # None: the data set's own count
+    input_size: int = 513  # square training crop and evaluation crop (paper: 513)
+    lrg: int | None = None  # decoder grid size s; None = the native stride-4 grid
+    prune_rate: float = 0.0  # SFP rate of the encoder (residual-internal channels, ASPP)
+    decoder_prune_rate: float = 0.0  # SFP rate of the decoder convs (paper: 0.2 when pruning)
+    annotation_nu_max: int | None = None  # block-wise training labels at this band; None = pixel-wise
+    epochs: int = 1  # paper: 100 (VOC), 600 (DeepGlobe), 200 (Cityscapes)
+    batch_size: int = 8  # paper: 8
+    lr: float = 0.007  # initial SGD learning rate, decayed by the poly schedule
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9  # lr = lr0 * (1 - iter / max_iter) ** poly_power
+    seed: int = 0  # seeds weights, data order, augmentation and synthetic data
+    device: DeviceName = "auto"  # "auto" picks CUDA when present
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    eval_every: int = 1  # evaluate every this many epochs (and always after the last)
+    pretrained: str = "false"  # "false", "true" (timm hub; needs network) or a local weights path
+    truncation: TruncationMode = "train"  # "train": train at the LRG; "posthoc": train native, evaluate at the LRG
+    eval_lrgs: tuple[int, ...] = ()  # extra post-hoc evaluations of the final model at these LRGs
+    train_length: int | None = None  # images per training epoch (synthetic size, or a limit)
+    eval_length: int | None = None  # images in the evaluation set (synthetic size, or a limit)
+    num_threads: int = 1  # CPU threads for this trial (one per trial, so trials share a machine)
+    boundary_width: float = 0.02  # boundary IoU width as a fraction of the image diagonal
+    extra: dict[str, Any] = field(default_factory=dict)  # data-set options (e.g. image_size)
+
+    def __post_init__(self) -> None:
+        _check_choice("model", self.model, MODEL_NAMES)
+        _check_choice("dataset", self.dataset, DATASET_NAMES)
+        _check_choice("device", self.device, get_args(DeviceName))
+        _check_choice("truncation", self.truncation, get_args(TruncationMode))
+        _check_range("input_size", self.input_size, 16, 4096)
+        for name in ("epochs", "batch_size", "eval_every", "num_threads"):
+            _check_range(name, getattr(self, name), 1, None)
+        for name in ("train_length", "eval_length"):
+            if getattr(self, name) is not None:
+                _check_range(name, getattr(self, name), 1, None)
+        for name in ("prune_rate", "decoder_prune_rate"):
+            _check_range(name, getattr(self, name), 0.0, MAX_PRUNE_RATE)
+        _check_range("lr", self.lr, 0.0, None, low_open=True)
+        _check_range("momentum", self.momentum, 0.0, 1.0)
+        _check_range("weight_decay", self.weight_decay, 0.0, None)
+        _check_range("boundary_width", self.boundary_width, 0.0, 1.0, low_open=True)
+        native = native_grid_size(self.input_size)
+        if self.lrg is not None:
+            _check_range("lrg", self.lrg, 3, native)
+        for s in self.eval_lrgs:
+            _check_range("eval_lrgs", s, 3, native)
+        if self.annotation_nu_max is not None:
+            _check_range("annotation_nu_max", self.annotation_nu_max, 0, None)
+        self._check_num_classes()
+
+    def _check_num_classes(self) -> None:
+        if self.num_classes is None:
+            return
+        _check_range("num_classes", self.num_classes, 2, 255)
+        fixed = FIXED_NUM_CLASSES.get(self.dataset)
+        if fixed is not None and self.num_classes != fixed:
+            raise InputError(
+                f"num_classes={self.num_classes} disagrees with data set {self.dataset!r}, "
+                f"which has {fixed} classes"
+            )
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrialConfig:
+        """Build from a plain dict (Ray's trial config, CLI flags, MLflow params), coercing strings.
+
+        Unknown keys are an error naming them and listing the valid fields.
+        """
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise InputError(
+                f"unknown trial setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+            )
+        kwargs = {name: _coerce(name, known[name].type, value) for name, value in values.items()}
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict that :meth:`from_dict` accepts again (used for params and checkpoints)."""
+        out = dataclasses.asdict(self)
+        out["eval_lrgs"] = list(self.eval_lrgs)
+        return out
+
+    @property
+    def uses_blockwise_labels(self) -> bool:
+        """Whether training labels are band-limited (below the image's native band)."""
+        return (
+            self.annotation_nu_max is not None
+            and self.annotation_nu_max < native_band(self.input_size)
+        )
+
+    @property
+    def train_lrg(self) -> int | None:
+        """The grid the model trains at: the LRG, or native for post-hoc truncation."""
+        return self.lrg if self.truncation == "train" else None
+
+
+def _check_choice(name: str, value: object, choices: tuple[Any, ...]) -> None:
+    if value not in choices:
+        raise InputError(f"{name}={value!r} is not one of: {', '.join(map(str, choices))}")
+
+
+def _check_range(
+    name: str,
+    value: float,
+    low: float,
+    high: float | None,
+    *,
+    low_open: bool = False,
+) -> None:
+    too_low = value <= low if low_open else value < low
+    if isinstance(value, float) and math.isnan(value):
+        too_low = True
+    if too_low or (high is not None and value > high):
+        bracket = "(" if low_open else "["
+        upper = f"{high}]" if high is not None else "inf)"
+        raise InputError(f"{name}={value!r} is out of range; expected {bracket}{low}, {upper}")
+
+
+_NONE_STRINGS = {"none", "null", ""}
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _coerce(name: str, annotation: Any, value: Any) -> Any:
+    """Coerce ``value`` (maybe a string) to the field's declared type, or raise InputError."""
+    text = str(annotation)
+    optional = "None" in text
+    if value is None or (optional and isinstance(value, str) and value.lower() in _NONE_STRINGS):
+        if optional:
+            return None
+        raise InputError(f"{name} must not be None")
+    try:
+        if text.startswith("int"):
+            return _to_int(value)
+        if text.startswith("float"):
+            return float(value)
+        if text.startswith("bool"):
+            return _to_bool(value)
+        if text.startswith("tuple"):
+            items = value.replace(",", " ").split() if isinstance(value, str) else value
+            return tuple(_to_int(v) for v in items)
+        if text.startswith("dict"):
+            if not isinstance(value, Mapping):
+                raise TypeError
+            return dict(value)
+        if name == "pretrained":
+            return _pretrained_string(value)
+        return str(value)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{name}={value!r} is not a valid {text.replace(' | None', '')}") from err
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError(value)
+    number = float(value)
+    if not number.is_integer():
+        raise ValueError(value)
+    return int(number)
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(value)
+
+
+def _pretrained_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    lowered = str(value).lower()
+    if lowered in _TRUE:
+        return "true"
+    if lowered in _FALSE | _NONE_STRINGS:
+        return "false"
+    return str(value)
