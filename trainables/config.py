@@ -55,7 +55,8 @@ class TrialConfig:
     lrg: int | None = None  # decoder grid size s; None = the native stride-4 grid
     prune_rate: float = 0.0  # SFP rate of the encoder (residual-internal channels, ASPP)
     decoder_prune_rate: float = 0.0  # SFP rate of the decoder convs (paper: 0.2 when pruning)
-    annotation_nu_max: int | None = None  # block-wise training labels at this band; None = pixel-wise
+    # block-wise training labels at this band limit; None = pixel-wise
+    annotation_nu_max: int | None = None
     epochs: int = 1  # paper: 100 (VOC), 600 (DeepGlobe), 200 (Cityscapes)
     batch_size: int = 8  # paper: 8
     lr: float = 0.007  # initial SGD learning rate, decayed by the poly schedule
@@ -67,7 +68,8 @@ class TrialConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     eval_every: int = 1  # evaluate every this many epochs (and always after the last)
     pretrained: str = "false"  # "false", "true" (timm hub; needs network) or a local weights path
-    truncation: TruncationMode = "train"  # "train": train at the LRG; "posthoc": train native, evaluate at the LRG
+    # "train": train at the LRG; "posthoc": train at the native grid, evaluate at the LRG
+    truncation: TruncationMode = "train"
     eval_lrgs: tuple[int, ...] = ()  # extra post-hoc evaluations of the final model at these LRGs
     train_length: int | None = None  # images per training epoch (synthetic size, or a limit)
     eval_length: int | None = None  # images in the evaluation set (synthetic size, or a limit)
@@ -136,9 +138,8 @@ class TrialConfig:
     @property
     def uses_blockwise_labels(self) -> bool:
         """Whether training labels are band-limited (below the image's native band)."""
-        return (
-            self.annotation_nu_max is not None
-            and self.annotation_nu_max < native_band(self.input_size)
+        return self.annotation_nu_max is not None and self.annotation_nu_max < native_band(
+            self.input_size
         )
 
     @property

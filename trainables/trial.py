@@ -140,7 +140,7 @@ def build_network(cfg: TrialConfig, num_classes: int, device: torch.device) -> n
     model.lrg = cfg.train_lrg
     model = model.to(device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        model = model.to(memory_format=torch.channels_last)
     return model
 
 
@@ -428,9 +428,7 @@ def run_trial(
     for epoch in _progress(range(start, cfg.epochs), progress, cfg.epochs - start):
         began = time.perf_counter()
         _reseed_order(train_loader, cfg.seed, epoch)
-        train_loss = train_one_epoch(
-            model, train_loader, optimizer, scheduler, cfg, device, epoch
-        )
+        train_loss = train_one_epoch(model, train_loader, optimizer, scheduler, cfg, device, epoch)
         if pruner is not None:
             pruner.step()
         if epoch not in eval_epochs:
@@ -441,7 +439,9 @@ def run_trial(
         model.lrg = cfg.train_lrg  # type: ignore[assignment]
         metrics = summarise(evaluation, flops_metrics(cfg, num_classes, cfg.lrg), cfg, grid, native)
         metrics.update(
-            epoch=float(epoch), train_loss=train_loss, epoch_seconds=seconds,
+            epoch=float(epoch),
+            train_loss=train_loss,
+            epoch_seconds=seconds,
             lr=float(scheduler.get_last_lr()[0]),
         )
         saved = (
@@ -495,7 +495,7 @@ def evaluate_at_lrgs(
         model.lrg = s  # type: ignore[assignment]
         evaluation = evaluate(model, loader, num_classes, cfg, device)
         out[s] = summarise(evaluation, flops_metrics(cfg, num_classes, s), cfg, s, native)
-    model.lrg = trained_lrg  # type: ignore[assignment]
+    model.lrg = trained_lrg
     return out
 
 

@@ -1,0 +1,291 @@
+"""Write what ``spectral-sweep analyze`` produces, and log it to MLflow.
+
+``DIR/estimator.json``, ``DIR/optimal_lrg.csv``, ``DIR/drops.csv``, ``DIR/lodo.csv``,
+``DIR/figures/*.png`` and the report twice: ``DIR/report.md`` (figures by relative path) and
+``DIR/report.html`` (self-contained, figures embedded as base64 PNG). Both are rendered from one
+list of blocks so they say the same thing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from analysis.estimator import PAPER_ESTIMATOR
+from analysis.plots import plot_drops, plot_fpi, plot_miou_flops, plot_spectra
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from analysis.sweep import Analysis
+
+ESTIMATOR_JSON = "estimator.json"
+OPTIMAL_CSV = "optimal_lrg.csv"
+DROPS_CSV = "drops.csv"
+LODO_CSV = "lodo.csv"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+FIGURES = "figures"
+#: Tags of the analysis run logged next to the trial runs.
+ANALYSIS_RUN_NAME = "analysis"
+ANALYSIS_TAGS = {"spectral_sweep.role": "analysis"}
+
+#: Drop-table columns shown in the report.
+_DROP_COLUMNS = ("group", "lrg", "nu_max", "miou", "drop", "r_ce", "in_fit", "n_runs")
+
+
+@dataclass
+class Outputs:
+    """Paths of what :func:`write_outputs` wrote."""
+
+    directory: Path
+    files: list[Path] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    estimator: Path | None = None
+
+
+# --------------------------------------------------------------------- blocks
+
+
+@dataclass(frozen=True)
+class Block:
+    """One piece of the report: a heading, a paragraph, a table or a figure."""
+
+    kind: str  # "h1", "h2", "p", "table", "figure", "list"
+    text: str = ""
+    table: pd.DataFrame | None = None
+    path: Path | None = None  # figure file
+    items: tuple[str, ...] = ()
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:.4g}"
+    if hasattr(value, "item"):
+        return _fmt(value.item())
+    return str(value)
+
+
+def report_blocks(analysis: Analysis, source: str, figures: Sequence[Path]) -> list[Block]:
+    """The report's content in order."""
+    rows, est = analysis.rows, analysis.estimator
+    blocks = [
+        Block("h1", "spectral-sweep analysis"),
+        Block(
+            "p",
+            f"Source: {source}. {int(rows['n_runs'].sum())} run(s), {len(rows)} configuration(s), "
+            f"{len(analysis.groups)} group(s). FPI = GFLOPs / mIoU; the optimal LRG minimises FPI "
+            "within a (model, dataset, prune rate) group.",
+        ),
+        Block("h2", "Optimal LRG"),
+        Block("table", table=analysis.optimal),
+        Block("h2", "mIoU-drop estimator"),
+    ]
+    if est is not None:
+        blocks.append(Block("p", f"Fitted: {est.describe()}."))
+    else:
+        blocks.append(Block("p", "No estimator fitted (too few points below the R_ce bound)."))
+    blocks.append(Block("p", f"Paper: {PAPER_ESTIMATOR.describe()}."))
+    captions = {
+        "spectra.png": "Label and prediction spectra and R_ce curves of the reference runs.",
+        "miou_flops.png": "mIoU against GFLOPs (pixel-wise runs; labels are LRG sizes).",
+        "fpi.png": "FPI against LRG size; the filled circle marks each group's optimum.",
+        "drops.png": (
+            "Relative mIoU drop against R_ce of the reference run; hollow points lie outside "
+            f"the fitted range (R_ce >= {analysis.r_ce_max:g})."
+        ),
+    }
+    blocks.append(Block("h2", "Figures"))
+    for path in figures:
+        blocks.append(Block("figure", captions.get(path.name, path.stem), path=path))
+    blocks.append(Block("h2", "Leave-one-dataset-out validation"))
+    if analysis.lodo.empty:
+        blocks.append(Block("p", "Needs runs of at least two data sets with references."))
+    else:
+        exact = int(analysis.lodo["exact"].sum())
+        blocks.append(
+            Block(
+                "p",
+                f"Fit on the other data sets, pick the LRG by predicted FPI: {exact} of "
+                f"{len(analysis.lodo)} group(s) exact, mean FPI regret "
+                f"{float(analysis.lodo['regret'].mean()):.2%}.",
+            )
+        )
+        blocks.append(Block("table", table=analysis.lodo))
+    if not analysis.drops.empty:
+        blocks.append(Block("h2", "Relative drops"))
+        columns = [c for c in _DROP_COLUMNS if c in analysis.drops]
+        blocks.append(Block("table", table=analysis.drops[columns]))
+    curves = [
+        f"{g.label}: {g.curve_source or 'none'}" for g in analysis.groups if g.reference is not None
+    ]
+    if curves:
+        blocks += [Block("h2", "R_ce curves used"), Block("list", items=tuple(curves))]
+    if analysis.notes:
+        blocks += [Block("h2", "Notes"), Block("list", items=tuple(analysis.notes))]
+    return blocks
+
+
+def render_markdown(blocks: Sequence[Block], directory: Path) -> str:
+    """Markdown; figures by path relative to ``directory``."""
+    out: list[str] = []
+    for block in blocks:
+        if block.kind == "h1":
+            out.append(f"# {block.text}")
+        elif block.kind == "h2":
+            out.append(f"## {block.text}")
+        elif block.kind == "p":
+            out.append(block.text)
+        elif block.kind == "list":
+            out.append("\n".join(f"- {item}" for item in block.items))
+        elif block.kind == "figure" and block.path is not None:
+            rel = block.path.relative_to(directory).as_posix()
+            out.append(f"![{block.text}]({rel})\n\n*{block.text}*")
+        elif block.kind == "table" and block.table is not None:
+            out.append(_markdown_table(block.table))
+    return "\n\n".join(out) + "\n"
+
+
+def _markdown_table(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "(none)"
+    header = "| " + " | ".join(str(c) for c in table.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in table.columns) + " |"
+    body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in table.itertuples(False)]
+    return "\n".join([header, rule, *body])
+
+
+_CSS = (
+    "body{font-family:sans-serif;max-width:70em;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+    "th{background:#f0f0f0}img{max-width:100%}figcaption{font-style:italic;font-size:0.9em}"
+)
+
+
+def render_html(blocks: Sequence[Block]) -> str:
+    """A self-contained HTML page; figures embedded as base64 PNG."""
+    parts = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8"><title>spectral-sweep analysis</title>',
+        f"<style>{_CSS}</style></head><body>",
+    ]
+    for block in blocks:
+        text = html.escape(block.text)
+        if block.kind in ("h1", "h2"):
+            parts.append(f"<{block.kind}>{text}</{block.kind}>")
+        elif block.kind == "p":
+            parts.append(f"<p>{text}</p>")
+        elif block.kind == "list":
+            items = "".join(f"<li>{html.escape(i)}</li>" for i in block.items)
+            parts.append(f"<ul>{items}</ul>")
+        elif block.kind == "figure" and block.path is not None:
+            data = base64.b64encode(block.path.read_bytes()).decode("ascii")
+            parts.append(
+                f'<figure><img alt="{text}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{text}</figcaption></figure>"
+            )
+        elif block.kind == "table" and block.table is not None:
+            parts.append(_html_table(block.table))
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _html_table(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "<p>(none)</p>"
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+        for row in table.itertuples(False)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# --------------------------------------------------------------------- writing
+
+
+def write_outputs(analysis: Analysis, directory: str | Path, source: str) -> Outputs:
+    """Write tables, figures, estimator and both reports into ``directory`` (created)."""
+    directory = Path(directory)
+    figures_dir = directory / FIGURES
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    outputs = Outputs(directory)
+    if analysis.estimator is not None:
+        outputs.estimator = analysis.estimator.to_json(directory / ESTIMATOR_JSON)
+        outputs.files.append(outputs.estimator)
+    analysis.optimal.to_csv(directory / OPTIMAL_CSV, index=False)
+    outputs.files.append(directory / OPTIMAL_CSV)
+    if not analysis.drops.empty:
+        columns = [c for c in analysis.drops.columns if c not in ("run_ids", "spectrum_uris")]
+        analysis.drops[columns].to_csv(directory / DROPS_CSV, index=False)
+        outputs.files.append(directory / DROPS_CSV)
+    if not analysis.lodo.empty:
+        analysis.lodo.to_csv(directory / LODO_CSV, index=False)
+        outputs.files.append(directory / LODO_CSV)
+    drawn = [
+        plot_spectra(analysis.groups, figures_dir / "spectra.png"),
+        plot_miou_flops(analysis.rows, figures_dir / "miou_flops.png"),
+        plot_fpi(analysis.rows, analysis.optimal, figures_dir / "fpi.png"),
+        plot_drops(
+            analysis.drops, analysis.estimator, analysis.r_ce_max, figures_dir / "drops.png"
+        ),
+    ]
+    outputs.figures = [p for p in drawn if p is not None]
+    blocks = report_blocks(analysis, source, outputs.figures)
+    (directory / REPORT_MD).write_text(render_markdown(blocks, directory), "utf-8")
+    (directory / REPORT_HTML).write_text(render_html(blocks), "utf-8")
+    outputs.files += [directory / REPORT_MD, directory / REPORT_HTML]
+    return outputs
+
+
+def log_analysis_run(
+    tracking_uri: str, experiment: str, outputs: Outputs, analysis: Analysis
+) -> str:
+    """Log the outputs as a new run named "analysis" (tag ``spectral_sweep.role=analysis``) in
+    the sweep's experiment; the trial runs are not touched. Returns the new run's id."""
+    from mlflow import MlflowClient
+
+    from analysis.runs import experiment_id, quiet_mlflow
+
+    quiet_mlflow()
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp_id = experiment_id(tracking_uri, experiment)
+    tags = {**ANALYSIS_TAGS, "spectral_sweep.sweep": experiment}
+    run = client.create_run(exp_id, run_name=ANALYSIS_RUN_NAME, tags=tags)
+    run_id = run.info.run_id
+    try:
+        client.log_param(run_id, "r_ce_max", analysis.r_ce_max)
+        est = analysis.estimator
+        if est is not None:
+            for name, value in (
+                ("estimator_slope", est.slope),
+                ("estimator_intercept", est.intercept),
+                ("estimator_r2", est.r2),
+                ("estimator_n", float(est.n)),
+            ):
+                if math.isfinite(value):
+                    client.log_metric(run_id, name, value)
+        if not analysis.lodo.empty:
+            client.log_metric(run_id, "lodo_exact_fraction", float(analysis.lodo["exact"].mean()))
+            client.log_metric(run_id, "lodo_mean_regret", float(analysis.lodo["regret"].mean()))
+        for path in outputs.files:
+            client.log_artifact(run_id, str(path))
+        if outputs.figures:
+            client.log_artifacts(run_id, str(outputs.directory / FIGURES), FIGURES)
+    except Exception:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+    return run_id

@@ -1,0 +1,91 @@
+"""Cost of the CE spectrum against one segmentation forward pass on the same batch.
+
+    python benchmarks/bench_spectral.py                       # 2 x 21 x 513 x 513 (paper size)
+    python benchmarks/bench_spectral.py --size 129 --repeats 2   # quick
+
+Times ``ce_spectrum`` on the logits of a torchvision DeepLab v3 ResNet-101 (random weights,
+eval, no_grad) for each FFT precision, times that forward pass, and prints seconds (median of
+``--repeats`` after one warm-up) and the spectrum / forward ratio against the target (5 %).
+Labels are random with ~10 % ignored pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from trainables.spectral import PRECISIONS, ce_spectrum
+
+TARGET_RATIO = 0.05
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
+    """Median wall time of ``fn`` over ``repeats`` calls after one untimed warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        began = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=513, help="input height = width")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--classes", type=int, default=21)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    from torchvision.models.segmentation import deeplabv3_resnet101
+
+    torch.manual_seed(0)
+    model = deeplabv3_resnet101(weights=None, weights_backbone=None, num_classes=args.classes)
+    model = model.eval().to(device)
+    images = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    labels = torch.randint(0, args.classes, (args.batch, args.size, args.size), device=device)
+    labels[torch.rand(labels.shape, device=device) < 0.1] = 255
+    with torch.no_grad():
+        logits = model(images)["out"].float()
+
+    print(
+        f"device {device}, threads {torch.get_num_threads()}, "
+        f"logits {tuple(logits.shape)}, repeats {args.repeats}"
+    )
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(images)
+
+    forward_s = median_seconds(forward, args.repeats, device)
+    print(f"DeepLab v3 ResNet-101 forward: {forward_s:.3f} s")
+    for precision in PRECISIONS:
+        used = ce_spectrum(logits, labels, precision=precision).precision
+        run = functools.partial(ce_spectrum, logits, labels, precision=precision)
+        seconds = median_seconds(run, args.repeats, device)
+        ratio = seconds / forward_s
+        verdict = "meets" if ratio <= TARGET_RATIO else "misses"
+        print(
+            f"ce_spectrum precision={precision:6s} (ran {used}): {seconds:.3f} s, "
+            f"{100 * ratio:.1f} % of the forward ({verdict} the {100 * TARGET_RATIO:.0f} % target)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""One module per ``spectral-sweep`` sub-command; each has ``register(subparsers)``."""

@@ -1,0 +1,81 @@
+"""``spectral-sweep flops``: FLOPs and parameters of one architecture, split encoder / decoder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Add the ``flops`` parser."""
+    p = sub.add_parser(
+        "flops",
+        help="count FLOPs and parameters of a model (fvcore)",
+        description=(
+            "Count the FLOPs (gflops = 2 x fvcore multiply-adds) and parameters of one model at "
+            "one input size, split into encoder (backbone + ASPP) and decoder, with optional "
+            "feature truncation (--lrg) and soft filter pruning rates. Random weights: nothing "
+            "is downloaded."
+        ),
+    )
+    p.add_argument("--model", default="deeplabv3plus", help="deeplabv3plus or dan")
+    p.add_argument("--backbone", default="resnet101", help="any timm backbone (default resnet101)")
+    p.add_argument("--input-size", type=int, default=513, help="square input size (default 513)")
+    p.add_argument("--num-classes", type=int, default=21, help="number of classes (default 21)")
+    p.add_argument(
+        "--lrg", type=int, default=None, help="decoder grid size s in [3, native] (default native)"
+    )
+    p.add_argument("--prune-rate", type=float, default=0.0, help="encoder SFP rate in [0, 0.9]")
+    p.add_argument(
+        "--decoder-prune-rate", type=float, default=0.0, help="decoder SFP rate in [0, 0.9]"
+    )
+    p.add_argument(
+        "--output-stride",
+        type=int,
+        default=16,
+        help="encoder output stride 8, 16 (default, as trained) or 32 (the paper's encoder FLOPs)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Count and print (a table, or JSON with --json)."""
+    from trainables.flops import architecture_flops
+    from trainables.models import check_backbone, check_model
+
+    check_model(args.model)
+    check_backbone(args.backbone)
+    report = architecture_flops(
+        args.model,
+        args.backbone,
+        args.input_size,
+        args.num_classes,
+        args.lrg,
+        args.prune_rate,
+        args.decoder_prune_rate,
+        output_stride=args.output_stride,
+    )
+    if args.json:
+        print(json.dumps(report.as_dict()))
+        return 0
+    from orchestrator.table import format_table
+
+    rows = [
+        {
+            "part": part,
+            "gflops": getattr(report, f"{prefix}gflops"),
+            "gmacs": getattr(report, f"{prefix}gmacs"),
+            "params": getattr(report, f"{prefix}params"),
+        }
+        for part, prefix in (("encoder", "encoder_"), ("decoder", "decoder_"), ("total", ""))
+    ]
+    lrg = "native" if args.lrg is None else args.lrg
+    print(
+        f"{args.model} / {args.backbone}, input {args.input_size}, {args.num_classes} classes, "
+        f"lrg {lrg}, prune rate {args.prune_rate} (decoder {args.decoder_prune_rate}), "
+        f"output stride {args.output_stride}"
+    )
+    print(format_table(rows, ["part", "gflops", "gmacs", "params"]))
+    return 0

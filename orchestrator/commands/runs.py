@@ -1,0 +1,95 @@
+"""``spectral-sweep runs``: the MLflow runs of a sweep as a table (or CSV on stdout)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from trainables.errors import InputError
+
+#: The table's columns: frame column -> header.
+MAIN_COLUMNS = {
+    "run_name": "trial",
+    "status": "status",
+    "params.model": "model",
+    "params.dataset": "dataset",
+    "params.lrg_effective": "lrg",
+    "params.prune_rate": "prune",
+    "params.annotation_nu_max": "ann_nu",
+    "metrics.epoch": "epoch",
+    "metrics.miou": "miou",
+    "metrics.gflops": "gflops",
+    "metrics.fpi": "fpi",
+    "metrics.r_ce_lrg": "r_ce_lrg",
+    "tags.spectral_sweep.role": "role",
+}
+
+
+def register(sub: Any) -> None:
+    """Add the ``runs`` parser."""
+    p = sub.add_parser(
+        "runs",
+        help="list a sweep's MLflow runs",
+        description=(
+            "List the runs of an MLflow experiment (one per trial): the main params and latest "
+            "metrics as a table, or with --csv every tag, param and metric as CSV on stdout."
+        ),
+    )
+    p.add_argument("--experiment", required=True, help="experiment (= sweep) name")
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    )
+    p.add_argument("--csv", action="store_true", help="all columns as CSV on stdout")
+    p.set_defaults(func=run)
+
+
+def check_store(uri: str) -> None:
+    """The store must exist already (reading must not create an empty SQLite file)."""
+    from orchestrator.tracking import check_tracking_uri, sqlite_path
+
+    db = sqlite_path(uri)
+    if uri.startswith("sqlite:") and (db is None or not db.exists()):
+        raise InputError(
+            f"no MLflow database at {db or uri}; run a sweep first or pass --tracking-uri"
+        )
+    check_tracking_uri(uri)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the runs; an unknown or empty experiment is an input error."""
+    from orchestrator.table import format_table
+    from orchestrator.tracking import resolve_tracking_uri, runs_frame
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    check_store(uri)
+    frame = runs_frame(uri, args.experiment)
+    if frame.empty:
+        raise InputError(f"experiment {args.experiment!r} at {uri} has no runs")
+    if args.csv:
+        frame.to_csv(sys.stdout, index=False)
+        return 0
+    frame = frame.sort_values("run_name", kind="stable")
+    columns = [c for c in MAIN_COLUMNS if c in frame.columns]
+    rows = [_numbers(row) for row in frame[columns].to_dict("records")]
+    print(format_table(rows, columns, MAIN_COLUMNS))
+    print(f"{len(frame)} runs in experiment {args.experiment!r}")
+    return 0
+
+
+def _numbers(row: dict[str, Any]) -> dict[str, Any]:
+    """Params are strings in MLflow; show numeric ones compactly (0.40000 -> 0.4)."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key.startswith("params.") and isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                out[key] = value
+                continue
+            out[key] = int(number) if number.is_integer() else number
+        else:
+            out[key] = value
+    return out

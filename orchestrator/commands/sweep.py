@@ -1,0 +1,334 @@
+"""``spectral-sweep sweep``: run a search space as a Ray Tune sweep, tracked in MLflow.
+
+All input is checked before Ray starts (space, every trial's settings, data roots, storage,
+tracking URI, Ray address); ``--dry-run`` prints the trials without importing Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from orchestrator.address import check_address
+from trainables.errors import InputError
+
+#: Tune's marker that a directory holds a restorable experiment.
+TUNER_STATE_FILE = "tuner.pkl"
+SYNTHETIC_PREFIX = "synthetic"
+
+
+def register(sub: Any) -> None:
+    """Add the ``sweep`` parser."""
+    p = sub.add_parser(
+        "sweep",
+        help="run a search space as a Ray Tune sweep (MLflow tracking)",
+        description=(
+            "Run every trial of a search space (grid) or a sample of it (--search optuna) on Ray "
+            "Tune; each trial becomes an MLflow run. Without --address, Ray runs embedded on this "
+            "machine; with --address auto (after `ray start --head`) or ray://HOST:PORT it uses "
+            "a cluster, whose --storage must be a path every node shares."
+        ),
+    )
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--space", metavar="NAME", help="a built-in space (see `spaces`)")
+    source.add_argument("--space-file", metavar="FILE", help="a YAML/TOML space file")
+    p.add_argument("--dry-run", action="store_true", help="print the trials and exit (no Ray)")
+    p.add_argument("--name", help="sweep name = MLflow experiment (default: the space name)")
+    p.add_argument(
+        "--storage",
+        default="spectral_sweep_runs",
+        help="Tune storage path for results and checkpoints (default: ./spectral_sweep_runs; "
+        "on a cluster it must be shared by every node, e.g. NFS or s3://)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: embedded local Ray)",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    )
+    p.add_argument("--search", choices=("grid", "optuna"), default="grid")
+    p.add_argument("--num-samples", type=int, default=None, help="optuna: trials to sample")
+    p.add_argument(
+        "--multi-objective",
+        action="store_true",
+        help="optuna: minimise gflops and maximise miou together (Pareto front)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="optuna sampler seed")
+    p.add_argument(
+        "--scheduler",
+        choices=("fifo", "asha"),
+        default="fifo",
+        help="asha: stop weak trials early on miou (max)",
+    )
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional allowed, e.g. 0.5")
+    p.add_argument("--max-concurrent", type=int, default=None, help="trials running at once")
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        default=1,
+        help="retries of a failed trial, each from its last checkpoint (default 1; -1: forever)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted sweep --name (or the space's name) in --storage",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a trial setting for every trial, e.g. --set epochs=1 (repeatable)",
+    )
+    p.add_argument(
+        "--data-root",
+        action="append",
+        default=[],
+        metavar="DATASET=PATH",
+        help="where a real data set lives, e.g. --data-root voc=/data/VOCdevkit (repeatable)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress table")
+    p.set_defaults(func=run)
+
+
+# --------------------------------------------------------------------- parsing the flags
+
+
+def parse_pairs(items: list[str], flag: str) -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``; a malformed item is an InputError."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{flag} {item!r} is not KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_space(args: argparse.Namespace) -> Any:
+    """The space from --space/--space-file with --set and --data-root applied (validated)."""
+    from search_spaces import resolve_space
+
+    space = resolve_space(args.space, args.space_file)
+    overrides = parse_pairs(args.set, "--set")
+    if overrides:
+        space = space.with_overrides(overrides)
+    roots = parse_pairs(args.data_root, "--data-root")
+    if roots:
+        space = space.with_data_roots({k: str(Path(v).expanduser()) for k, v in roots.items()})
+    return space
+
+
+def check_data_roots(trials: list[dict[str, Any]], local: bool) -> None:
+    """Real data sets need a data_root; with the embedded Ray it must exist on this machine."""
+    for index, config in enumerate(trials):
+        dataset = str(config.get("dataset", SYNTHETIC_PREFIX))
+        if dataset.startswith(SYNTHETIC_PREFIX):
+            continue
+        root = config.get("data_root")
+        if root in (None, "", "None", "none"):
+            raise InputError(
+                f"trial {index}: data set {dataset!r} needs a data root; pass "
+                f"--data-root {dataset}=PATH"
+            )
+        if local and not Path(str(root)).expanduser().exists():
+            raise InputError(f"trial {index}: data root {root!r} of {dataset!r} does not exist")
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Resource and count flags in range, and flag combinations that make sense."""
+    if args.cpus_per_trial <= 0:
+        raise InputError(f"--cpus-per-trial {args.cpus_per_trial} must be > 0")
+    if args.gpus_per_trial < 0:
+        raise InputError(f"--gpus-per-trial {args.gpus_per_trial} must be >= 0")
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise InputError(f"--max-concurrent {args.max_concurrent} must be >= 1")
+    if args.max_failures < -1:
+        raise InputError(f"--max-failures {args.max_failures} must be >= -1")
+    if args.search != "optuna":
+        if args.num_samples is not None:
+            raise InputError("--num-samples needs --search optuna (a grid runs every trial once)")
+        if args.multi_objective:
+            raise InputError("--multi-objective needs --search optuna")
+    if args.num_samples is not None and args.num_samples < 1:
+        raise InputError(f"--num-samples {args.num_samples} must be >= 1")
+
+
+def check_storage(storage: str) -> Path:
+    """The storage directory, created if needed; it must be writable."""
+    if "://" in storage:
+        raise InputError(
+            f"--storage {storage!r}: only filesystem paths are supported here (mount the bucket)"
+        )
+    path = Path(storage).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"--storage {storage!r} cannot be created ({err.strerror})") from None
+    probe = path / ".spectral_sweep_write_test"
+    try:
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError:
+        raise InputError(f"--storage {storage!r} is not writable") from None
+    return path
+
+
+def check_tracking(uri: str, address: str | None) -> None:
+    """Reachable/writable tracking URI; Ray Client runs the driver remotely, so it needs a server."""
+    from orchestrator.tracking import check_tracking_uri, is_local_uri
+
+    check_tracking_uri(uri)
+    if address is not None and address.startswith("ray://") and is_local_uri(uri):
+        raise InputError(
+            f"--address {address} runs the sweep's driver on the cluster, which cannot write "
+            f"{uri}; pass --tracking-uri http://HOST:PORT of an `mlflow server`"
+        )
+
+
+def settings_from_args(args: argparse.Namespace) -> tuple[Any, bool]:
+    """Validated :class:`~orchestrator.tune.SweepSettings` and whether to resume (no Ray)."""
+    from orchestrator.tracking import resolve_tracking_uri
+
+    check_numbers(args)
+    storage = check_storage(args.storage)
+    if args.resume:
+        return resume_settings(args, storage), True
+    if args.space is None and args.space_file is None:
+        raise InputError("give --space NAME or --space-file FILE (see `spectral-sweep spaces`)")
+    space = load_space(args)
+    name = args.name or space.name
+    check_name(name)
+    if (storage / name / TUNER_STATE_FILE).exists():
+        raise InputError(
+            f"a sweep named {name!r} already exists in {storage}; continue it with --resume or "
+            "choose another --name"
+        )
+    check_data_roots(space.trials(), local=args.address is None)
+    uri = resolve_tracking_uri(args.tracking_uri)
+    check_tracking(uri, args.address)
+    check_address(args.address)
+    from orchestrator.settings import SweepSettings
+
+    settings = SweepSettings(
+        space=space.to_dict(),
+        name=name,
+        storage=str(storage),
+        tracking_uri=uri,
+        address=args.address,
+        search=args.search,
+        num_samples=args.num_samples,
+        multi_objective=args.multi_objective,
+        scheduler=args.scheduler,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent,
+        max_failures=args.max_failures,
+        seed=args.seed,
+        verbose=0 if args.quiet else 1,
+    )
+    return settings, False
+
+
+def check_name(name: str) -> None:
+    """A sweep name is a directory name and an MLflow experiment name."""
+    if not name or "/" in name or name in {".", ".."} or name.strip() != name:
+        raise InputError(f"--name {name!r} is not a valid sweep name (no '/', no blanks at ends)")
+
+
+def resume_settings(args: argparse.Namespace, storage: Path) -> Any:
+    """The saved settings of the sweep to resume; the directory must hold one."""
+    name = args.name or args.space
+    if name is None and args.space_file is not None:
+        from search_spaces import load_space_file
+
+        name = load_space_file(args.space_file).name
+    if name is None:
+        raise InputError("--resume needs --name (or --space) of the sweep to continue")
+    path = storage / name
+    if not (path / TUNER_STATE_FILE).exists():
+        raise InputError(f"--resume: no sweep to resume at {path}")
+    from orchestrator.settings import load_settings
+
+    settings = load_settings(path)
+    if args.tracking_uri and args.tracking_uri != settings.tracking_uri:
+        raise InputError(
+            f"--resume keeps the sweep's tracking URI {settings.tracking_uri!r}; drop "
+            "--tracking-uri or pass that one"
+        )
+    if args.address is not None:
+        settings.address = args.address
+    settings.verbose = 0 if args.quiet else settings.verbose
+    check_tracking(settings.tracking_uri, settings.address)
+    check_address(settings.address)
+    return settings
+
+
+# --------------------------------------------------------------------- output
+
+
+def print_trials(space: Any) -> None:
+    """The dry-run table: one row per trial with the settings that vary, and the count."""
+    from orchestrator.table import format_table
+
+    trials = space.trials()
+    columns = space.varying_keys()
+    rows = [{"#": i, **t} for i, t in enumerate(trials)]
+    fixed = {k: v for k, v in trials[0].items() if k not in columns} if trials else {}
+    print(f"space {space.name}: {len(trials)} trials")
+    if fixed:
+        print("same in every trial: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
+    print(format_table(rows, ["#", *columns]))
+    print(f"{len(trials)} trials")
+
+
+def print_outcome(outcome: Any, settings: Any) -> int:
+    """One summary block; exit 0 (all finished), 1 (some failed) or 130 (interrupted)."""
+    from orchestrator.tracking import ui_command
+
+    print(
+        f"sweep {outcome.name}: {outcome.finished} finished, {outcome.errored} failed, "
+        f"{outcome.unfinished} unfinished of {outcome.total} trials"
+    )
+    print(f"Tune results: {outcome.path}")
+    print(f"MLflow experiment {outcome.name!r} at {outcome.tracking_uri}")
+    print(f"open the UI: {ui_command(outcome.tracking_uri)}")
+    if outcome.unfinished:
+        print(
+            "sweep interrupted; continue it with: spectral-sweep sweep --resume "
+            f"--name {outcome.name} --storage {Path(settings.storage)}",
+            file=sys.stderr,
+        )
+        return 130
+    if outcome.errored:
+        print(
+            f"{outcome.errored} trial(s) failed; their MLflow runs are FAILED with the error in "
+            "tag spectral_sweep.error",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate everything, then dry-run or sweep."""
+    if args.dry_run:
+        if args.resume:
+            raise InputError("--dry-run and --resume do not go together")
+        check_numbers(args)
+        if args.space is None and args.space_file is None:
+            raise InputError("give --space NAME or --space-file FILE (see `spectral-sweep spaces`)")
+        print_trials(load_space(args))
+        return 0
+    settings, resume = settings_from_args(args)
+    from orchestrator.tune import run_sweep
+
+    outcome = run_sweep(settings, resume=resume)
+    return print_outcome(outcome, settings)

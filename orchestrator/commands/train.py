@@ -1,0 +1,150 @@
+"""``spectral-sweep train``: run one trial without Ray and print its final metrics.
+
+Every :class:`~trainables.config.TrialConfig` field is a flag (``lrg`` -> ``--lrg``,
+``annotation_nu_max`` -> ``--annotation-nu-max``); values are validated by ``TrialConfig``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import re
+import sys
+from typing import Any
+
+from trainables.config import TrialConfig
+from trainables.errors import InputError
+
+
+def register(sub: Any) -> None:
+    """Add the ``train`` parser with one flag per trial setting."""
+    p = sub.add_parser(
+        "train",
+        help="train and evaluate one configuration (no Ray)",
+        description=(
+            "Train one configuration and print mIoU, boundary IoU, GFLOPs, FPI and the R_ce "
+            "curve. Every trial setting is a flag; unset flags keep TrialConfig's defaults."
+        ),
+    )
+    for f in dataclasses.fields(TrialConfig):
+        if f.name == "extra":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "eval_lrgs":
+            p.add_argument(
+                flag,
+                nargs="+",
+                type=int,
+                default=None,
+                metavar="S",
+                help="also evaluate the trained model at these LRG sizes (post-hoc)",
+            )
+        else:
+            p.add_argument(
+                flag,
+                dest=f.name,
+                default=None,
+                metavar=f.name.upper(),
+                help=f"(default: {_default(f)})",
+            )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="data-set option, e.g. --option image_size=96 (repeatable)",
+    )
+    p.add_argument("--checkpoint-dir", default=None, help="save (and resume from) checkpoints here")
+    p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return "()"
+
+
+def config_from_args(args: argparse.Namespace) -> TrialConfig:
+    """The trial config from the flags that were given (others keep their defaults)."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(TrialConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            values[f.name] = value
+    extra = {}
+    for item in args.option:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--option {item!r} is not KEY=VALUE")
+        extra[key] = _number_or_text(raw)
+    if extra:
+        values["extra"] = extra
+    return TrialConfig.from_dict(values)
+
+
+def _number_or_text(raw: str) -> Any:
+    try:
+        number = float(raw)
+    except ValueError:
+        return raw
+    return int(number) if number.is_integer() else number
+
+
+def final_summary(result: Any) -> dict[str, Any]:
+    """The JSON the command prints: headline metrics, ``r_ce`` by band, post-hoc evaluations."""
+    metrics = dict(result.metrics)
+    r_ce = {k.removeprefix("r_ce_"): v for k, v in metrics.items() if re.match(r"r_ce_nu\d+$", k)}
+    summary: dict[str, Any] = {k: v for k, v in metrics.items() if not re.match(r"r_ce_nu\d+$", k)}
+    summary["r_ce"] = r_ce
+    summary["per_class_iou"] = result.reports[-1].per_class_iou if result.reports else []
+    if result.posthoc:
+        summary["posthoc"] = {str(s): m for s, m in result.posthoc.items()}
+    summary["config"] = result.config.to_dict()
+    return _json_safe(summary)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, then print the summary (JSON or a short table)."""
+    from trainables.trial import TrialDiverged, TrialReport, run_trial
+
+    cfg = config_from_args(args)
+    show_progress = not args.no_progress and sys.stderr.isatty()
+
+    def on_report(report: TrialReport) -> None:
+        m = report.metrics
+        print(
+            f"epoch {report.epoch + 1}/{cfg.epochs}: loss {m['loss']:.4f} miou {m['miou']:.4f} "
+            f"boundary_iou {m['boundary_iou']:.4f} gflops {m['gflops']:.3f} fpi {m['fpi']:.3f}",
+            file=sys.stderr,
+        )
+
+    try:
+        result = run_trial(
+            cfg, report=on_report, checkpoint_dir=args.checkpoint_dir, progress=show_progress
+        )
+    except TrialDiverged as err:
+        print(f"spectral-sweep train: trial stopped: {err}", file=sys.stderr)
+        return 1
+    summary = final_summary(result)
+    if args.json:
+        print(json.dumps(summary, indent=None, sort_keys=True))
+    else:
+        for key in ("miou", "boundary_iou", "pixel_acc", "loss", "gflops", "params", "fpi"):
+            print(f"{key:>14}: {summary.get(key)}")
+        for band, value in summary["r_ce"].items():
+            print(f"{'r_ce ' + band:>14}: {value:.6f}")
+    return 0

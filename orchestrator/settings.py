@@ -1,0 +1,92 @@
+"""The settings of one sweep as a typed dataclass (no Ray), saved beside Tune's state.
+
+``spectral-sweep sweep`` builds a :class:`SweepSettings` from its flags (all checks happen
+before Ray starts); :mod:`orchestrator.tune` turns it into a ``Tuner``; ``--resume`` reads it
+back from ``<storage>/<name>/spectral_sweep.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from search_spaces import SearchSpace, space_from_dict
+from trainables.errors import InputError
+
+SearchName = Literal["grid", "optuna"]
+SchedulerName = Literal["fifo", "asha"]
+
+DEFAULT_STORAGE = "spectral_sweep_runs"
+#: Written beside Tune's own state so ``--resume`` knows the space and the tracking settings.
+SWEEP_FILE = "spectral_sweep.json"
+
+
+@dataclass
+class SweepSettings:
+    """Everything ``spectral-sweep sweep`` decides; saved with the sweep for ``--resume``."""
+
+    space: dict[str, Any]  # the space as plain data (SearchSpace.to_dict())
+    name: str  # sweep name = Tune experiment name = MLflow experiment name
+    storage: str = DEFAULT_STORAGE  # Tune storage path (shared by all nodes on a cluster)
+    tracking_uri: str = ""  # MLflow tracking URI (resolved: flag, env, or sqlite in cwd)
+    address: str | None = None  # None: embedded local Ray; "auto", "host:port" or "ray://..."
+    search: SearchName = "grid"
+    num_samples: int | None = None  # optuna: trials to sample (default: the grid's size)
+    multi_objective: bool = False  # optuna: minimise gflops and maximise miou together
+    scheduler: SchedulerName = "fifo"  # "asha": early stopping on miou (max)
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0  # fractional shares one GPU between trials
+    max_concurrent: int | None = None  # None: as many as the resources allow
+    max_failures: int = 1  # retries of a failed trial, each from its last checkpoint
+    strategy: str = "exhaustive"  # MLflow tag spectral_sweep.strategy
+    role: str = "trial"  # MLflow tag spectral_sweep.role
+    seed: int = 0  # Optuna sampler seed
+    verbose: int = 1  # Tune verbosity; 0 hides the progress table
+    extra_tags: dict[str, str] = field(default_factory=dict)  # more MLflow tags on every run
+
+    @property
+    def experiment_path(self) -> Path:
+        """``<storage>/<name>``: Tune's experiment directory."""
+        return Path(self.storage).expanduser().resolve() / self.name
+
+    def search_space(self) -> SearchSpace:
+        """The validated space."""
+        return space_from_dict(self.space, source=f"space {self.space.get('name')!r}")
+
+
+@dataclass
+class SweepOutcome:
+    """What a finished (or interrupted) sweep left: trial counts and where things are."""
+
+    name: str
+    path: Path
+    tracking_uri: str
+    total: int
+    finished: int
+    errored: int
+
+    @property
+    def unfinished(self) -> int:
+        return self.total - self.finished - self.errored
+
+
+def save_settings(settings: SweepSettings) -> Path:
+    """Write ``spectral_sweep.json`` into the experiment directory."""
+    path = settings.experiment_path / SWEEP_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(settings), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def load_settings(experiment_path: Path) -> SweepSettings:
+    """The settings a sweep was started with."""
+    path = experiment_path / SWEEP_FILE
+    if not path.exists():
+        raise InputError(
+            f"{experiment_path} has no {SWEEP_FILE}; it was not started by spectral-sweep"
+        )
+    data = json.loads(path.read_text(encoding="utf-8"))
+    known = {f.name for f in fields(SweepSettings)}
+    return SweepSettings(**{k: v for k, v in data.items() if k in known})

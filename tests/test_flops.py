@@ -1,0 +1,240 @@
+"""FLOPs counting: conventions, encoder/decoder split, LRG scaling, pruning, CLI, paper targets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from orchestrator.cli import main
+from trainables.flops import FlopsReport, architecture_flops, count_flops, measure
+from trainables.models import SegmentationModel, build_model
+
+TINY = "test_resnet"
+
+
+@pytest.fixture(autouse=True)
+def _threads() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(name: str = "deeplabv3plus", **kw: object) -> SegmentationModel:
+    torch.manual_seed(0)
+    return build_model(name, TINY, num_classes=5, **kw)  # type: ignore[arg-type]
+
+
+def decoder_conv_macs_per_pixel(model: SegmentationModel) -> int:
+    """Multiply-adds per output pixel of the DeepLab decoder's convs (all run on one grid)."""
+    convs = [m for d in model.decoder_modules() for m in d.modules() if isinstance(m, nn.Conv2d)]
+    return sum(c.in_channels * c.out_channels * c.kernel_size[0] * c.kernel_size[1] for c in convs)
+
+
+@pytest.mark.parametrize("name", ["deeplabv3plus", "dan"])
+def test_report_is_consistent(name: str) -> None:
+    model = tiny(name)
+    report = count_flops(model, 65)
+    assert report.gflops == pytest.approx(2 * report.gmacs)
+    assert report.encoder_gflops == pytest.approx(2 * report.encoder_gmacs)
+    assert report.encoder_gmacs + report.decoder_gmacs == pytest.approx(report.gmacs)
+    assert report.encoder_gmacs > 0 and report.decoder_gmacs > 0
+    assert report.params == sum(p.numel() for p in model.parameters())
+    assert report.encoder_params + report.decoder_params == report.params
+    assert set(report.as_dict()) == {
+        "gmacs",
+        "gflops",
+        "encoder_gmacs",
+        "decoder_gmacs",
+        "encoder_gflops",
+        "decoder_gflops",
+        "params",
+        "encoder_params",
+        "decoder_params",
+    }
+
+
+def test_counting_keeps_training_mode() -> None:
+    model = tiny().train()
+    count_flops(model, 64)
+    assert model.training
+
+
+def test_deeplab_decoder_convs_scale_as_grid_squared() -> None:
+    """The decoder's conv multiply-adds are exactly (MACs per pixel) x s^2 at every LRG s."""
+    from trainables.flops import _fvcore_analysis
+
+    model = tiny().eval()
+    per_pixel = decoder_conv_macs_per_pixel(model)
+    image = torch.zeros(1, 3, 65, 65)
+    for s in (17, 13, 9, 5):
+        model.lrg = s
+        with torch.no_grad():
+            convs = _fvcore_analysis(model, image).by_module_and_operator()["decoder"]["conv"]
+        assert convs == per_pixel * s * s
+
+
+@pytest.mark.parametrize("name", ["deeplabv3plus", "dan"])
+def test_decoder_flops_fall_with_lrg_encoder_constant(name: str) -> None:
+    model = tiny(name)
+    reports = []
+    for s in (None, 13, 9, 5):
+        model.lrg = s
+        reports.append(count_flops(model, 65))
+    decoder = [r.decoder_gmacs for r in reports]
+    assert decoder == sorted(decoder, reverse=True) and len(set(decoder)) == 4
+    assert len({r.encoder_gmacs for r in reports}) == 1
+    assert len({r.params for r in reports}) == 1
+
+
+def test_conv_counts_agree_with_torch_flop_counter() -> None:
+    """fvcore's conv multiply-adds x 2 == torch's FlopCounterMode conv FLOPs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from trainables.flops import _fvcore_analysis
+
+    for name, lrg in (("deeplabv3plus", None), ("dan", 7)):
+        model = tiny(name, lrg=lrg).eval()
+        image = torch.zeros(1, 3, 64, 64)
+        with torch.no_grad():
+            fv_conv = _fvcore_analysis(model, image).by_operator()["conv"]
+            counter = FlopCounterMode(display=False)
+            with counter:
+                model(image)
+        torch_conv = sum(
+            n for op, n in counter.get_flop_counts()["Global"].items() if "convolution" in str(op)
+        )
+        assert torch_conv == 2 * fv_conv > 0
+
+
+def test_architecture_flops_cached_and_leaves_rng_alone() -> None:
+    state = torch.random.get_rng_state()
+    first = architecture_flops("dan", TINY, 65, 5, 9)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert architecture_flops("dan", TINY, 65, 5, 9) is first
+    model = tiny("dan", lrg=9)
+    assert measure(model, 65) == first  # same architecture, weights do not matter
+
+
+def test_pruned_model_counted_compact() -> None:
+    from trainables.pruning import SoftFilterPruner
+
+    model = tiny("deeplabv3plus")
+    dense = count_flops(model, 65)
+    SoftFilterPruner(model, 0.5, 0.5).step()
+    pruned = count_flops(model, 65)
+    assert pruned.gmacs < 0.7 * dense.gmacs
+    assert pruned.params < dense.params
+    assert pruned == architecture_flops("deeplabv3plus", TINY, 65, 5, None, 0.5, 0.5)
+
+
+def test_prune_rates_shrink_encoder_and_decoder_separately() -> None:
+    base = architecture_flops("dan", TINY, 65, 5)
+    enc = architecture_flops("dan", TINY, 65, 5, None, 0.4, 0.0)
+    dec = architecture_flops("dan", TINY, 65, 5, None, 0.0, 0.4)
+    assert enc.encoder_gmacs < base.encoder_gmacs and enc.decoder_gmacs <= base.decoder_gmacs
+    assert dec.decoder_gmacs < base.decoder_gmacs and dec.encoder_gmacs == base.encoder_gmacs
+
+
+# --- CLI ----------------------------------------------------------------------------------
+
+
+def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["flops", "--model", "dan", "--backbone", TINY, "--input-size", "65"]
+    assert main([*argv, "--num-classes", "5", "--lrg", "9", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    expected = architecture_flops("dan", TINY, 65, 5, 9).as_dict()
+    keys = {"gflops", "gmacs", "encoder_gflops", "decoder_gflops", "params", "encoder_params"}
+    assert keys | {"decoder_params"} <= set(out)
+    assert out == expected
+
+
+def test_cli_output_stride(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["flops", "--backbone", TINY, "--input-size", "64", "--num-classes", "3", "--json"]
+    assert main([*argv, "--output-stride", "32"]) == 0
+    os32 = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    os16 = json.loads(capsys.readouterr().out)
+    assert os32["encoder_gmacs"] < os16["encoder_gmacs"]
+    assert os32["decoder_gmacs"] == pytest.approx(os16["decoder_gmacs"], rel=0.01)
+    assert main([*argv, "--output-stride", "4"]) == 2
+
+
+def test_cli_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["flops", "--backbone", TINY, "--input-size", "64", "--num-classes", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["part", "gflops", "gmacs", "params"]
+    assert [line.split()[0] for line in lines[2:]] == ["encoder", "decoder", "total"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model", "unet"], "unknown model 'unet'; choose from: deeplabv3plus, dan"),
+        (["--backbone", "resnt18"], "unknown backbone 'resnt18'"),
+        (["--lrg", "18"], "lrg 18 is outside [3, 17]"),
+        (["--lrg", "2"], "lrg 2 is outside [3, 17]"),
+        (["--prune-rate", "0.95"], "prune_rate"),
+        (["--decoder-prune-rate", "-0.1"], "decoder_prune_rate"),
+        (["--input-size", "8"], "input size 8"),
+    ],
+)
+def test_cli_bad_input_exits_2(
+    extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["flops", "--backbone", TINY, "--input-size", "65", *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+# --- ResNet-101 at 513 x 513, 21 classes (paper Table 2 and section A.1) --------------------
+
+
+@pytest.fixture(scope="module")
+def r101() -> dict[str, FlopsReport]:
+    """Every ResNet-101 report the targets need (each architecture built once)."""
+    return {
+        "deeplab": architecture_flops("deeplabv3plus", "resnet101", 513, 21),
+        "deeplab_65": architecture_flops("deeplabv3plus", "resnet101", 513, 21, 65),
+        "dan": architecture_flops("dan", "resnet101", 513, 21),
+    }
+
+
+@pytest.mark.slow
+def test_r101_deeplab_targets(r101: dict[str, FlopsReport]) -> None:
+    deeplab = r101["deeplab"]
+    assert deeplab.decoder_gflops == pytest.approx(43.4, rel=0.03)
+    assert deeplab.decoder_params == pytest.approx(1.3e6, rel=0.05)
+    assert deeplab.encoder_params == pytest.approx(60.1e6, rel=0.05)
+    # about s^2: LRG 65 costs about (65/129)^2 of the native decoder
+    ratio = r101["deeplab_65"].decoder_gflops / deeplab.decoder_gflops
+    assert ratio == pytest.approx((65 / 129) ** 2, rel=0.05)
+    assert r101["deeplab_65"].encoder_gflops == deeplab.encoder_gflops
+
+
+@pytest.mark.slow
+def test_r101_dan_targets(r101: dict[str, FlopsReport]) -> None:
+    dan = r101["dan"]
+    assert dan.decoder_gflops == pytest.approx(11.1, rel=0.05)
+    assert dan.decoder_params == pytest.approx(0.4e6, rel=0.1)
+    assert dan.encoder_gflops == r101["deeplab"].encoder_gflops
+
+
+@pytest.mark.slow
+def test_r101_pruning_cuts_about_a_quarter(r101: dict[str, FlopsReport]) -> None:
+    pruned = architecture_flops("deeplabv3plus", "resnet101", 513, 21, None, 0.2, 0.2)
+    cut = 1 - pruned.gflops / r101["deeplab"].gflops  # paper: 1 - 100/139 = 0.28
+    assert 0.2 < cut < 0.35
+
+
+@pytest.mark.slow
+def test_r101_output_stride_32_matches_paper_table_2() -> None:
+    """The paper's 139 GFLOPs (DeepLab v3+, LRG 129) is the encoder at output stride 32."""
+    report = architecture_flops("deeplabv3plus", "resnet101", 513, 21, output_stride=32)
+    assert report.gflops == pytest.approx(139, rel=0.03)
+    assert report.encoder_gflops == pytest.approx(95.6, rel=0.03)

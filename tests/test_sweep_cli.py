@@ -1,0 +1,133 @@
+"""``spectral-sweep sweep`` bad input: one line on stderr, exit 2, before Ray starts."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+
+
+def closed_port() -> int:
+    """A local TCP port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in an empty directory (default storage and mlflow.db land there)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    return tmp_path
+
+
+def fails_with(capsys: pytest.CaptureFixture[str], argv: list[str], *fragments: str) -> str:
+    began = time.perf_counter()
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert "\n" not in err, err
+    assert err.startswith("spectral-sweep"), err
+    for fragment in fragments:
+        assert fragment in err, err
+    assert time.perf_counter() - began < 15
+    return err
+
+
+def test_unknown_space_lists_the_names(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fails_with(capsys, ["sweep", "--space", "nope"], "unknown search space 'nope'", "smoke")
+
+
+def test_space_file_with_a_bad_field(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = in_tmp / "s.yaml"
+    path.write_text("name: s\ngrid: {model: [dan]}\nfixd: {}\n")
+    fails_with(capsys, ["sweep", "--space-file", str(path)], str(path), "unknown field 'fixd'")
+
+
+def test_value_out_of_range_via_set(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fails_with(
+        capsys,
+        ["sweep", "--space", "smoke", "--set", "prune_rate=1.5", "--dry-run"],
+        "trial 0",
+        "prune_rate=1.5 is out of range",
+    )
+    fails_with(capsys, ["sweep", "--space", "smoke", "--set", "epochs"], "--set 'epochs'")
+
+
+def test_real_data_sets_need_existing_roots(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fails_with(capsys, ["sweep", "--space", "paper-annotation"], "--data-root voc=PATH")
+    roots = ["--data-root", "voc=/nonexistent/voc"]
+    roots += ["--data-root", f"deepglobe={in_tmp}", "--data-root", f"cityscapes={in_tmp}"]
+    fails_with(capsys, ["sweep", "--space", "paper-annotation", *roots], "'/nonexistent/voc'")
+
+
+def test_flag_combinations(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fails_with(capsys, ["sweep", "--space", "smoke", "--num-samples", "3"], "--search optuna")
+    fails_with(capsys, ["sweep", "--space", "smoke", "--multi-objective"], "--search optuna")
+    fails_with(capsys, ["sweep", "--space", "smoke", "--cpus-per-trial", "0"], "must be > 0")
+    fails_with(capsys, ["sweep", "--space", "smoke", "--max-concurrent", "0"], "must be >= 1")
+    fails_with(capsys, ["sweep"], "give --space NAME or --space-file FILE")
+
+
+def test_unreachable_ray_address_fails_fast(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = closed_port()
+    fails_with(
+        capsys, ["sweep", "--space", "smoke", "--address", f"127.0.0.1:{port}"], "unreachable"
+    )
+    fails_with(
+        capsys,
+        [
+            "sweep",
+            "--space",
+            "smoke",
+            "--address",
+            f"ray://127.0.0.1:{port}",
+            "--tracking-uri",
+            "sqlite:///" + str(in_tmp / "m.db"),
+        ],
+        "mlflow server",
+    )
+    fails_with(capsys, ["sweep", "--space", "smoke", "--address", "nohost"], "not HOST:PORT")
+
+
+def test_unusable_tracking_uri(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    port = closed_port()
+    fails_with(
+        capsys,
+        ["sweep", "--space", "smoke", "--tracking-uri", f"http://127.0.0.1:{port}"],
+        "unreachable",
+    )
+    fails_with(
+        capsys,
+        ["sweep", "--space", "smoke", "--tracking-uri", "sqlite:////nonexistent/dir/mlflow.db"],
+        "/nonexistent/dir does not exist",
+    )
+    fails_with(capsys, ["sweep", "--space", "smoke", "--tracking-uri", "./mlruns"], "sqlite:///")
+
+
+def test_resume_needs_an_existing_sweep(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fails_with(capsys, ["sweep", "--resume", "--space", "smoke"], "no sweep to resume at")
+    fails_with(capsys, ["sweep", "--resume"], "--resume needs --name")
+    existing = in_tmp / "spectral_sweep_runs" / "smoke"
+    existing.mkdir(parents=True)
+    (existing / "tuner.pkl").write_bytes(b"")
+    fails_with(capsys, ["sweep", "--space", "smoke"], "already exists", "--resume")
+
+
+def test_runs_command_bad_input(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fails_with(capsys, ["runs", "--experiment", "x"], "no MLflow database")
+    fails_with(
+        capsys,
+        ["runs", "--experiment", "x", "--tracking-uri", f"http://127.0.0.1:{closed_port()}"],
+        "unreachable",
+    )

@@ -1,0 +1,214 @@
+"""Real sweeps on a local Ray (2 CPUs, one start for the module) with real tiny trials:
+SQLite and server tracking, a failing trial, Optuna + ASHA."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator import tracking
+from orchestrator.cli import main
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+TINY_FIXED = {
+    "backbone": "resnet18",
+    "dataset": "synthetic-smooth",
+    "input_size": 33,
+    "num_classes": 3,
+    "batch_size": 4,
+    "epochs": 1,
+    "lr": 0.01,
+    "train_length": 8,
+    "eval_length": 4,
+    "device": "cpu",
+}
+
+
+def space_file(
+    tmp_path: Path,
+    name: str,
+    grid: dict[str, list[Any]] | list[dict[str, list[Any]]],
+    derived: dict[str, Any] | None = None,
+    **fixed: Any,
+) -> Path:
+    """A YAML space file (JSON is valid YAML) with the tiny settings; ``grid`` may be a list
+    of sub-grids."""
+    grids = grid if isinstance(grid, list) else [grid]
+    axes = {a for g in grids for a in g}
+    settings = {k: v for k, v in {**TINY_FIXED, **fixed}.items() if k not in axes}
+    space = {"name": name, "fixed": settings, "grids": grids, "derived": derived or {}}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps(space))
+    return path
+
+
+def sweep(tmp_path: Path, uri: str, *args: str) -> int:
+    return main(["sweep", "--storage", str(tmp_path / "runs"), "--tracking-uri", uri, *args])
+
+
+def check_finished_run(client: Any, run: Any) -> None:
+    """A finished trial's run: metrics at step = epoch, the three artifacts."""
+    assert run.info.status == "FINISHED"
+    metrics = run.data.metrics
+    assert 0.0 <= metrics["miou"] <= 1.0 and metrics["gflops"] > 0
+    assert metrics["lrg"] == float(run.data.params["lrg_effective"])
+    assert any(k.startswith("r_ce_nu") for k in metrics)
+    history = client.get_metric_history(run.info.run_id, "miou")
+    assert [m.step for m in history] == list(range(int(run.data.params["epochs"])))
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert artifacts == {"spectrum.csv", "spectrum.png", "per_class_iou.json"}
+    assert run.data.tags[tracking.TAG_NODE_ID]
+
+
+def test_smoke_sweep_into_sqlite(
+    ray_local: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = tracking.default_tracking_uri(tmp_path)
+    assert sweep(tmp_path, uri, "--space", "smoke") == 0
+    out = capsys.readouterr().out
+    assert "mIoU" in out and "GFLOPs" in out  # Tune's progress table with our columns
+    assert "sweep smoke: 4 finished, 0 failed, 0 unfinished of 4 trials" in out
+
+    frame = tracking.runs_frame(uri, "smoke")
+    assert len(frame) == 4 and set(frame["status"]) == {"FINISHED"}
+    assert frame["tags.spectral_sweep.trial_id"].is_unique
+    assert set(zip(frame["params.model"], frame["params.lrg"], strict=True)) == {
+        ("deeplabv3plus", "9"),
+        ("deeplabv3plus", "5"),
+        ("dan", "9"),
+        ("dan", "5"),
+    }
+    assert set(frame["tags.spectral_sweep.space"]) == {"smoke"}
+    assert set(frame["tags.spectral_sweep.strategy"]) == {"exhaustive"}
+    client = tracking.make_client(uri)
+    for run_id in frame["run_id"]:
+        check_finished_run(client, client.get_run(run_id))
+    # Tune kept each trial's last checkpoint with the artifacts beside checkpoint.pt
+    for trial_id in frame["run_name"]:
+        checkpoints = sorted((tmp_path / "runs" / "smoke" / trial_id).glob("checkpoint_*"))
+        assert checkpoints, trial_id
+        names = {p.name for p in checkpoints[-1].iterdir()}
+        assert {"checkpoint.pt", "spectrum.csv", "per_class_iou.json"} <= names
+
+
+def test_a_failing_trial_does_not_stop_the_others(
+    ray_local: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty-folder"
+    empty.mkdir()
+    path = space_file(
+        tmp_path,
+        "failing",
+        {"dataset": ["synthetic-smooth", "folder"]},
+        {"dataset": {"synthetic-smooth": {}, "folder": {"data_root": str(empty)}}},
+        model="dan",
+    )
+    uri = tracking.default_tracking_uri(tmp_path)
+    assert sweep(tmp_path, uri, "--space-file", str(path), "--max-failures", "0", "--quiet") == 1
+    captured = capsys.readouterr()
+    assert "1 finished, 1 failed" in captured.out
+    frame = tracking.runs_frame(uri, "failing").set_index("params.dataset")
+    assert frame.loc["synthetic-smooth", "status"] == "FINISHED"
+    assert frame.loc["folder", "status"] == "FAILED"
+    assert "Error" in frame.loc["folder", "tags.spectral_sweep.error"]
+
+
+def test_optuna_multi_objective_with_asha(ray_local: Any, tmp_path: Path) -> None:
+    uri = tracking.default_tracking_uri(tmp_path)
+    args = ["--space", "smoke", "--search", "optuna", "--num-samples", "2", "--multi-objective"]
+    assert sweep(tmp_path, uri, *args, "--scheduler", "asha", "--seed", "1", "--quiet") == 0
+    frame = tracking.runs_frame(uri, "smoke")
+    assert len(frame) == 2 and set(frame["status"]) == {"FINISHED"}
+    assert set(frame["params.model"]) <= {"deeplabv3plus", "dan"}
+    assert set(frame["params.lrg"]) <= {"9", "5"}
+    assert set(frame["params.input_size"]) == {"33"}  # fixed settings came with the samples
+
+
+# --------------------------------------------------------------------- MLflow server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 (SQLite backend, artifacts proxied)."""
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+            try:
+                with urllib.request.urlopen(uri + "/health", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not become healthy")
+        yield uri
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+@pytest.mark.mlflow_server
+def test_sweep_against_a_real_mlflow_server(
+    ray_local: Any, tmp_path: Path, mlflow_server: str
+) -> None:
+    # two sub-grids, each without the other's axis: that axis must stay at its default
+    grids = [{"lrg": [3]}, {"annotation_nu_max": [2]}]
+    path = space_file(tmp_path, "served", grids, model="deeplabv3plus", epochs=2)
+    assert sweep(tmp_path, mlflow_server, "--space-file", str(path), "--quiet") == 0
+    frame = tracking.runs_frame(mlflow_server, "served")
+    assert len(frame) == 2 and set(frame["status"]) == {"FINISHED"}
+    pairs = set(zip(frame["params.lrg"], frame["params.annotation_nu_max"], strict=True))
+    assert pairs == {("3", "None"), ("None", "2")}
+    client = tracking.make_client(mlflow_server)
+    for run_id in frame["run_id"]:
+        check_finished_run(client, client.get_run(run_id))
+    assert list((tmp_path / "server-artifacts").rglob("spectrum.png"))  # stored by the server

@@ -1,0 +1,119 @@
+"""A driver interrupted mid-sweep (Ctrl-C) and resumed: no finished trial runs again and no
+MLflow run is duplicated. Both drivers are real ``spectral-sweep`` processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator import tracking
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+SPACE = {
+    "name": "resumable",
+    "fixed": {
+        "backbone": "resnet18",
+        "dataset": "synthetic-smooth",
+        "model": "dan",
+        "input_size": 33,
+        "num_classes": 3,
+        "batch_size": 4,
+        "epochs": 2,
+        "lr": 0.01,
+        "train_length": 8,
+        "eval_length": 4,
+        "device": "cpu",
+    },
+    "grid": {"lrg": [9, 7, 5]},
+}
+
+
+def command(tmp_path: Path, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "sweep",
+        "--storage",
+        str(tmp_path / "runs"),
+        "--tracking-uri",
+        tracking.default_tracking_uri(tmp_path),
+        "--max-concurrent",
+        "1",
+        "--quiet",
+        *args,
+    ]
+
+
+def finished_runs(uri: str) -> list[str]:
+    try:
+        frame = tracking.runs_frame(uri, "resumable")
+    except Exception:  # no database or experiment yet
+        return []
+    if frame.empty:
+        return []
+    return list(frame.loc[frame["status"] == "FINISHED", "run_name"])
+
+
+def result_lines(tmp_path: Path, trial_id: str) -> int:
+    return len(
+        (tmp_path / "runs" / "resumable" / trial_id / "result.json").read_text().splitlines()
+    )
+
+
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path: Path) -> None:
+    space = tmp_path / "resumable.yaml"
+    space.write_text(json.dumps(SPACE))
+    uri = tracking.default_tracking_uri(tmp_path)
+    driver = subprocess.Popen(
+        command(tmp_path, "--space-file", str(space)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    while not finished_runs(uri):
+        assert driver.poll() is None, driver.communicate()
+        assert time.monotonic() < deadline, "no trial finished in time"
+        time.sleep(1)
+    driver.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state and stops
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, out + err
+    assert "spectral-sweep sweep --resume --name resumable" in err
+
+    done_before = finished_runs(uri)
+    assert 1 <= len(done_before) < 3
+    statuses = set(tracking.runs_frame(uri, "resumable")["status"])
+    assert statuses <= {"FINISHED", "KILLED"}  # the interrupted trial's run was closed
+    lines_before = {t: result_lines(tmp_path, t) for t in done_before}
+    client = tracking.make_client(uri)
+    frame = tracking.runs_frame(uri, "resumable").set_index("run_name")
+    end_times = {t: client.get_run(frame.loc[t, "run_id"]).info.end_time for t in done_before}
+
+    resumed = subprocess.run(
+        command(tmp_path, "--resume", "--name", "resumable"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "3 finished, 0 failed, 0 unfinished of 3 trials" in resumed.stdout
+
+    frame = tracking.runs_frame(uri, "resumable")
+    assert len(frame) == 3 and frame["run_name"].is_unique  # no duplicate runs
+    assert set(frame["status"]) == {"FINISHED"}
+    for trial_id in done_before:  # finished trials were not run again
+        assert result_lines(tmp_path, trial_id) == lines_before[trial_id]
+        run_id = frame.set_index("run_name").loc[trial_id, "run_id"]
+        assert client.get_run(run_id).info.end_time == end_times[trial_id]
+    for run_id in frame["run_id"]:  # every epoch logged once
+        steps = [m.step for m in client.get_metric_history(run_id, "miou")]
+        assert steps == [0, 1]

@@ -1,0 +1,260 @@
+"""The trial runner on a tiny backbone and synthetic data: real training, real evaluation."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from orchestrator.cli import main
+from trainables.config import TrialConfig, native_grid_size
+from trainables.errors import InputError
+from trainables.trial import (
+    CHECKPOINT_FILE,
+    TrialDiverged,
+    TrialReport,
+    evaluate_checkpoint,
+    run_trial,
+)
+
+TINY = {
+    "model": "deeplabv3plus",
+    "backbone": "resnet18",
+    "dataset": "synthetic-smooth",
+    "num_classes": 3,
+    "input_size": 33,
+    "epochs": 2,
+    "batch_size": 4,
+    "lr": 0.01,
+    "train_length": 8,
+    "eval_length": 4,
+    "device": "cpu",
+    "seed": 3,
+}
+
+
+def tiny(**overrides: object) -> dict[str, object]:
+    return {**TINY, **overrides}
+
+
+def test_config_from_strings_and_round_trip() -> None:
+    cfg = TrialConfig.from_dict(
+        {
+            "lrg": "7",
+            "prune_rate": "0.2",
+            "annotation_nu_max": "None",
+            "amp": "false",
+            "input_size": "65",
+            "eval_lrgs": "5,9",
+        }
+    )
+    assert cfg.lrg == 7 and cfg.prune_rate == 0.2 and cfg.annotation_nu_max is None
+    assert cfg.amp is False and cfg.eval_lrgs == (5, 9)
+    assert TrialConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("lrg", 2, "lrg=2"),
+        ("lrg", 200, "lrg=200"),
+        ("prune_rate", 0.95, "prune_rate=0.95"),
+        ("decoder_prune_rate", -0.1, "decoder_prune_rate=-0.1"),
+        ("annotation_nu_max", -1, "annotation_nu_max=-1"),
+        ("model", "unet", "model='unet'"),
+        ("dataset", "imagenet", "dataset='imagenet'"),
+        ("lr", "fast", "lr='fast'"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(
+    field: str, value: object, fragment: str
+) -> None:
+    with pytest.raises(InputError, match=fragment.replace("(", r"\(").replace("[", r"\[")):
+        TrialConfig.from_dict({field: value})
+
+
+def test_config_rejects_num_classes_that_disagree_with_the_data_set() -> None:
+    with pytest.raises(InputError, match="num_classes=20 disagrees with data set 'voc'"):
+        TrialConfig.from_dict({"dataset": "voc", "num_classes": 20})
+
+
+def test_config_unknown_key_lists_fields() -> None:
+    with pytest.raises(InputError, match="unknown trial setting\\(s\\) lrg_size"):
+        TrialConfig.from_dict({"lrg_size": 9})
+
+
+def test_native_grid_matches_paper() -> None:
+    assert native_grid_size(513) == 129
+    assert native_grid_size(65) == 17
+
+
+@pytest.mark.slow
+def test_trial_reports_every_metric_and_is_deterministic() -> None:
+    reports: list[TrialReport] = []
+    first = run_trial(tiny(lrg=5), report=reports.append)
+    second = run_trial(tiny(lrg=5))
+    assert [r.epoch for r in reports] == [0, 1]
+    assert reports[-1].final and not reports[0].final
+    metrics = first.metrics
+    for key in (
+        "loss",
+        "train_loss",
+        "miou",
+        "boundary_iou",
+        "pixel_acc",
+        "gflops",
+        "gmacs",
+        "params",
+        "fpi",
+        "lrg",
+        "nu_max",
+        "native_lrg",
+        "r_ce_lrg",
+    ):
+        assert key in metrics, key
+    assert metrics["lrg"] == 5 and metrics["nu_max"] == 2 and metrics["native_lrg"] == 9
+    assert 0 <= metrics["miou"] <= 1 and math.isfinite(metrics["loss"])
+    assert metrics["fpi"] == pytest.approx(metrics["gflops"] / metrics["miou"])
+    assert any(k.startswith("r_ce_nu") for k in metrics)
+    assert list(reports[-1].spectrum.columns[:3]) == ["k", "band_profile", "r_ce"]
+    assert len(reports[-1].per_class_iou) == 3
+    # The same config twice gives identical metrics (CPU determinism).
+    assert second.metrics.keys() == metrics.keys()
+    for key, value in metrics.items():
+        if key != "epoch_seconds":
+            assert second.metrics[key] == value, key
+
+
+@pytest.mark.slow
+def test_truncation_lowers_flops_and_changes_the_network() -> None:
+    native = run_trial(tiny(epochs=1))
+    truncated = run_trial(tiny(epochs=1, lrg=3))
+    assert truncated.metrics["gflops"] < native.metrics["gflops"]
+    # r_ce_lrg is the run's own R_ce at the grid's band (s - 1) / 2: small but not 0 at the
+    # native grid (paper Table 1: 0.008 at nu_max 64 on PASCAL); 0 only at the image's band.
+    for result, grid in ((native, native_grid_size(33)), (truncated, 3)):
+        frame = result.reports[-1].spectrum.set_index("k")
+        assert result.metrics["r_ce_lrg"] == pytest.approx(frame.loc[(grid - 1) // 2, "r_ce"])
+        assert frame["r_ce"].iloc[-1] == 0.0
+    assert native.metrics["nu_max"] == (native_grid_size(33) - 1) // 2
+    assert truncated.metrics["lrg"] == 3
+
+
+@pytest.mark.slow
+def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path: object) -> None:
+    from pathlib import Path
+
+    class Interrupted(Exception):
+        pass
+
+    def crash_after_first_evaluation(report: TrialReport) -> None:
+        raise Interrupted(report.epoch)
+
+    ckpt = Path(str(tmp_path)) / "ckpt"
+    config = tiny(epochs=2, prune_rate=0.2, decoder_prune_rate=0.2)
+    full = run_trial(config)
+    with pytest.raises(Interrupted):  # the same trial dies after its first checkpoint
+        run_trial(config, report=crash_after_first_evaluation, checkpoint_dir=ckpt)
+    assert (ckpt / CHECKPOINT_FILE).exists()
+    resumed_reports: list[TrialReport] = []
+    resumed = run_trial(
+        config,
+        report=resumed_reports.append,
+        checkpoint_dir=ckpt,
+    )
+    assert [r.epoch for r in resumed_reports] == [1]  # epoch 0 was not trained again
+    for key in ("miou", "loss", "train_loss", "boundary_iou", "gflops"):
+        assert resumed.metrics[key] == pytest.approx(full.metrics[key], rel=1e-5), key
+
+
+@pytest.mark.slow
+def test_pruned_trial_counts_compact_flops() -> None:
+    dense = run_trial(tiny(epochs=1))
+    pruned = run_trial(tiny(epochs=1, prune_rate=0.4, decoder_prune_rate=0.2))
+    assert pruned.metrics["gflops"] < dense.metrics["gflops"]
+    assert pruned.metrics["params"] < dense.metrics["params"]
+
+
+@pytest.mark.slow
+def test_blockwise_training_and_posthoc_truncation(tmp_path: object) -> None:
+    from pathlib import Path
+
+    ckpt = Path(str(tmp_path))
+    result = run_trial(tiny(epochs=1, annotation_nu_max=2, eval_lrgs=[3, 5]), checkpoint_dir=ckpt)
+    assert "r_ce_annotation" in result.metrics
+    assert set(result.posthoc) == {3, 5}
+    assert result.posthoc[3]["gflops"] < result.posthoc[5]["gflops"]
+    again = evaluate_checkpoint(ckpt, [3, 5])
+    assert again[3]["miou"] == pytest.approx(result.posthoc[3]["miou"])
+
+
+@pytest.mark.slow
+def test_checkpoint_of_another_architecture_is_refused(tmp_path: object) -> None:
+    from pathlib import Path
+
+    ckpt = Path(str(tmp_path))
+    run_trial(tiny(epochs=1), checkpoint_dir=ckpt)
+    with pytest.raises(InputError, match=r"checkpoint .* is for architecture"):
+        run_trial(tiny(epochs=2, model="dan"), checkpoint_dir=ckpt)
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_the_trial_with_the_reason() -> None:
+    with pytest.raises(TrialDiverged, match=r"training loss became (nan|inf)"):
+        run_trial(tiny(epochs=3, lr=1e30, batch_size=2))
+
+
+@pytest.mark.slow
+def test_train_cli_prints_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "train",
+            "--model",
+            "dan",
+            "--backbone",
+            "resnet18",
+            "--dataset",
+            "synthetic-fine",
+            "--num-classes",
+            "3",
+            "--input-size",
+            "33",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--train-length",
+            "4",
+            "--eval-length",
+            "4",
+            "--lrg",
+            "5",
+            "--device",
+            "cpu",
+            "--json",
+        ]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("miou", "boundary_iou", "gflops", "fpi", "r_ce"):
+        assert key in out
+    assert isinstance(out["r_ce"], dict) and all(k.startswith("nu") for k in out["r_ce"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--lrg", "1"], "lrg=1 is out of range"),
+        (["--prune-rate", "0.95"], "prune_rate=0.95 is out of range"),
+        (["--annotation-nu-max", "-2"], "annotation_nu_max=-2 is out of range"),
+        (["--model", "segformer"], "model='segformer' is not one of"),
+        (["--dataset", "ade20k"], "dataset='ade20k' is not one of"),
+    ],
+)
+def test_train_cli_bad_input_is_one_line_exit_2(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "--input-size", "65", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1

@@ -1,0 +1,123 @@
+"""Custom data in a plain folder layout: ``images/`` and ``masks/`` with matching stems.
+
+Layout under ``root``::
+
+    images/<stem>.{jpg,jpeg,png}
+    masks/<stem>.png        index or palette PNG: class ids, 255 = ignore
+    splits/{split}.txt      optional: the stems of each split (else every image, any split)
+    classes.txt             optional: one class name per line (sets the class count)
+
+The class count is ``num_classes`` when given, else the length of ``classes.txt``, else the
+largest mask value below 255 plus one (every mask is read once to find it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import Tensor
+
+from trainables.data.base import (
+    DatasetRequest,
+    SegmentationDataset,
+    read_index_mask,
+    read_rgb_image,
+)
+from trainables.data.transforms import IGNORE_INDEX
+from trainables.data.voc import read_split_ids
+from trainables.errors import InputError
+
+__all__ = ["FolderSegmentation", "build_folder"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+def _list_images(image_dir: Path) -> dict[str, Path]:
+    """Stem -> image file of every image in ``image_dir``."""
+    if not image_dir.is_dir():
+        raise InputError(f"image directory {str(image_dir)!r} does not exist")
+    images: dict[str, Path] = {}
+    for path in sorted(image_dir.iterdir()):
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            if path.stem in images:
+                raise InputError(f"image stem {path.stem!r} appears twice in {str(image_dir)!r}")
+            images[path.stem] = path
+    return images
+
+
+def _stems(root: Path, split: str, images: dict[str, Path]) -> list[str]:
+    """The stems of ``split``: its list under ``splits/`` if that directory exists, else all."""
+    split_dir = root / "splits"
+    if not split_dir.is_dir():
+        stems = sorted(images)
+        if not stems:
+            raise InputError(
+                f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(root / 'images')!r}"
+            )
+        return stems
+    split_file = split_dir / f"{split}.txt"
+    stems = read_split_ids(split_file)
+    for stem in stems:
+        if stem not in images:
+            raise InputError(f"image {stem!r} of {str(split_file)!r} is missing in images/")
+    return stems
+
+
+def _infer_classes(masks: list[Path]) -> int:
+    """Largest mask value below 255, plus one."""
+    largest = -1
+    for path in masks:
+        label = read_index_mask(path)
+        valid = label[label != IGNORE_INDEX]
+        if valid.numel():
+            largest = max(largest, int(valid.max()))
+    if largest < 0:
+        raise InputError(f"cannot infer num_classes: no labelled pixel in {len(masks)} mask(s)")
+    return largest + 1
+
+
+class FolderSegmentation(SegmentationDataset):
+    """Images and index masks from ``root/images`` and ``root/masks`` (see module docstring)."""
+
+    def __init__(self, request: DatasetRequest) -> None:
+        root = request.require_root()
+        images = _list_images(root / "images")
+        stems = _stems(root, request.split, images)
+        mask_dir = root / "masks"
+        for stem in stems:
+            if not (mask_dir / f"{stem}.png").is_file():
+                raise InputError(f"image {stem!r} has no mask {str(mask_dir / f'{stem}.png')!r}")
+        self.images = [images[stem] for stem in stems]
+        self.masks = [mask_dir / f"{stem}.png" for stem in stems]
+        super().__init__(request, self._class_names(root, request.num_classes))
+
+    def _class_names(self, root: Path, num_classes: int | None) -> list[str]:
+        names_file = root / "classes.txt"
+        names = names_file.read_text().split("\n") if names_file.is_file() else []
+        names = [name.strip() for name in names if name.strip()]
+        if num_classes is None:
+            num_classes = len(names) or _infer_classes(self.masks)
+        if not 1 <= num_classes <= IGNORE_INDEX:
+            raise InputError(f"num_classes={num_classes} must be in [1, {IGNORE_INDEX}]")
+        if names and len(names) != num_classes:
+            raise InputError(
+                f"{str(names_file)!r} names {len(names)} classes but num_classes={num_classes}"
+            )
+        return names or [f"class_{c}" for c in range(num_classes)]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def source(self, index: int) -> str:
+        return str(self.masks[index])
+
+    def load_image(self, index: int) -> Tensor:
+        return read_rgb_image(self.images[index])
+
+    def load_label(self, index: int) -> Tensor:
+        return read_index_mask(self.masks[index])
+
+
+def build_folder(request: DatasetRequest) -> FolderSegmentation:
+    """``folder``: ``images/`` + ``masks/`` (+ ``splits/``, ``classes.txt``). No options."""
+    return FolderSegmentation(request)

@@ -1,0 +1,201 @@
+"""Encoders: any timm backbone as a (stride-4, stride-8, deepest) feature extractor.
+
+The backbone is ``timm.create_model(name, features_only=True, output_stride=16)``. Weights are
+random unless asked for: ``pretrained=True`` fetches timm's hub weights (needs network), a path
+loads a local state dict (a timm classification checkpoint works; head keys are ignored). Nothing
+downloads by default.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from trainables.errors import InputError
+from trainables.models.units import Consumer, PrunableUnit
+
+#: Output strides the heads are built for (ASPP rates scale with it). 16 is the paper's setting;
+#: 32 (no dilation) is the configuration its encoder FLOPs (95.6 G) correspond to.
+OUTPUT_STRIDES = (8, 16, 32)
+#: Prefixes stripped from checkpoint keys (DataParallel, our own model, common wrappers).
+_KEY_PREFIXES = ("", "module.", "encoder.backbone.", "backbone.", "encoder.", "model.")
+
+
+def check_backbone(name: str) -> None:
+    """Raise :class:`InputError` naming close timm matches when ``name`` is not a timm model."""
+    import timm
+
+    if isinstance(name, str) and timm.is_model(name):
+        return
+    close = difflib.get_close_matches(str(name), timm.list_models(), n=6, cutoff=0.6)
+    hint = ", ".join(close) if close else "none (see timm.list_models())"
+    raise InputError(f"unknown backbone {name!r}; close timm matches: {hint}")
+
+
+def load_state_file(path: Path) -> dict[str, Tensor]:
+    """The state dict in ``path`` (``torch.load(weights_only=True)``), unwrapped if wrapped."""
+    if not path.is_file():
+        raise InputError(f"pretrained weights file {str(path)!r} not found; expected a state dict")
+    try:
+        state: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors come in many types
+        raise InputError(
+            f"pretrained weights {str(path)!r} are not a loadable state dict: {err}"
+        ) from err
+    for key in ("state_dict", "model", "encoder"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise InputError(
+            f"pretrained weights {str(path)!r} hold a {type(state).__name__}, not a dict"
+        )
+    return {str(k): v for k, v in state.items() if isinstance(v, Tensor)}
+
+
+def load_backbone_weights(backbone: nn.Module, path: Path, name: str) -> None:
+    """Load the local state dict at ``path`` into ``backbone``; every tensor must be there."""
+    state = load_state_file(path)
+    target = backbone.state_dict()
+
+    def strip(prefix: str) -> dict[str, Tensor]:
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+    best = max((strip(p) for p in _KEY_PREFIXES), key=lambda d: len(d.keys() & target.keys()))
+    missing = [k for k in target if k not in best]
+    if missing:
+        raise InputError(
+            f"pretrained weights {str(path)!r} miss {len(missing)} of {len(target)} tensors of "
+            f"timm {name!r} (first: {missing[0]}); expected that backbone's state dict"
+        )
+    bad = [k for k in target if best[k].shape != target[k].shape]
+    if bad:
+        raise InputError(
+            f"pretrained weights {str(path)!r}: {bad[0]} has shape {tuple(best[bad[0]].shape)}, "
+            f"timm {name!r} expects {tuple(target[bad[0]].shape)}"
+        )
+    backbone.load_state_dict({k: best[k] for k in target}, strict=True)
+
+
+def create_backbone(name: str, output_stride: int, pretrained: bool | str | Path) -> nn.Module:
+    """The timm ``features_only`` backbone, with weights as ``pretrained`` asks."""
+    import timm
+
+    check_backbone(name)
+    if output_stride not in OUTPUT_STRIDES:
+        raise InputError(f"output_stride {output_stride!r} not supported; choose from 8, 16, 32")
+    hub = pretrained is True
+    try:
+        backbone = timm.create_model(
+            name, features_only=True, output_stride=output_stride, pretrained=hub
+        )
+    except Exception as err:  # timm / hub errors have no common base
+        if hub:
+            raise InputError(
+                f"could not load timm hub weights for {name!r} ({type(err).__name__}); "
+                "the hub needs network: pass a local state-dict path as pretrained instead"
+            ) from err
+        raise InputError(
+            f"backbone {name!r} does not support features_only with output_stride "
+            f"{output_stride}: {err}"
+        ) from err
+    if pretrained not in (False, True, None, "", "false"):
+        load_backbone_weights(backbone, Path(str(pretrained)), name)
+    return backbone
+
+
+def _pairs(block: nn.Module) -> list[tuple[str, str, str]]:
+    """(producer conv, its BN, consumer conv) attribute names inside one residual block.
+
+    timm ResNet blocks: Bottleneck conv1 -> conv2 -> conv3 (conv3 writes the residual stream),
+    BasicBlock conv1 -> conv2. Blocks with anti-aliasing layers (fixed per-channel filters) are
+    left out, as are any whose attributes are not plain convs and BatchNorms.
+    """
+    if not all(hasattr(block, a) for a in ("conv1", "bn1", "conv2", "bn2")):
+        return []
+    aa = getattr(block, "aa", None)
+    if aa is not None and not isinstance(aa, nn.Identity):
+        return []
+    if hasattr(block, "conv3") and hasattr(block, "bn3"):
+        return [("conv1", "bn1", "conv2"), ("conv2", "bn2", "conv3")]
+    return [("conv1", "bn1", "conv2")]
+
+
+def _prunable(conv: Any, bn: Any, consumer: Any) -> bool:
+    """A plain (ungrouped) conv + BN whose channels all feed one ungrouped consumer conv."""
+    return (
+        isinstance(conv, nn.Conv2d)
+        and isinstance(bn, nn.BatchNorm2d)
+        and isinstance(consumer, nn.Conv2d)
+        and conv.groups == 1
+        and consumer.groups == 1
+        and conv.out_channels == bn.num_features == consumer.in_channels
+    )
+
+
+class TimmEncoder(nn.Module):
+    """A timm backbone returning (stride-4 ``low``, stride-8 ``mid``, deepest ``deep``) features."""
+
+    def __init__(
+        self, backbone: str, output_stride: int = 16, pretrained: bool | str | Path = False
+    ) -> None:
+        super().__init__()
+        self.backbone_name = backbone
+        self.output_stride = output_stride
+        self.backbone = create_backbone(backbone, output_stride, pretrained)
+        info: Any = self.backbone.feature_info
+        reductions: list[int] = list(info.reduction())
+        channels: list[int] = list(info.channels())
+        if 4 not in reductions:
+            raise InputError(
+                f"backbone {backbone!r} has no stride-4 feature (strides {reductions})"
+            )
+        self.low_index = reductions.index(4)
+        self.mid_index = reductions.index(8) if 8 in reductions else len(reductions) - 1
+        self.deep_index = len(reductions) - 1
+        self.low_channels = channels[self.low_index]
+        self.mid_channels = channels[self.mid_index]
+        self.deep_channels = channels[self.deep_index]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        feats = self.backbone(x)
+        return feats[self.low_index], feats[self.mid_index], feats[self.deep_index]
+
+    def low_grid(self, input_size: int) -> int:
+        """Stride-4 feature size for a square ``input_size`` input, from a shape-only probe.
+
+        The probe runs on the ``meta`` device (shapes, no arithmetic, the real weights untouched),
+        so it is exact for any backbone's padding arithmetic and costs milliseconds.
+        """
+        tensors = {
+            name: torch.empty_like(t, device="meta")
+            for name, t in (*self.backbone.named_parameters(), *self.backbone.named_buffers())
+        }
+        x = torch.empty(1, 3, input_size, input_size, device="meta")
+        with torch.no_grad():
+            feats = functional_call(self.backbone, tensors, (x,))
+        return int(feats[self.low_index].shape[-1])
+
+    def residual_units(self, prefix: str) -> list[PrunableUnit]:
+        """Prunable channels internal to residual blocks (none for non-ResNet-style backbones)."""
+        units: list[PrunableUnit] = []
+        for path, block in self.backbone.named_modules():
+            for conv_name, bn_name, consumer_name in _pairs(block):
+                conv, bn = getattr(block, conv_name), getattr(block, bn_name)
+                consumer = getattr(block, consumer_name)
+                if _prunable(conv, bn, consumer):
+                    units.append(
+                        PrunableUnit(
+                            name=f"{prefix}{path}.{conv_name}",
+                            conv=conv,
+                            bn=bn,
+                            consumers=(Consumer(consumer, 0),),
+                            kind="encoder",
+                            extra={"block": type(block).__name__},
+                        )
+                    )
+        return units
