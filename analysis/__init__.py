@@ -18,6 +18,7 @@ from analysis.estimator import (
     Estimator,
     fit_estimator,
     fit_line,
+    load_estimator,
 )
 from analysis.plan import (
     Plan,
@@ -72,6 +73,7 @@ __all__ = [
     "fpi",
     "group_keys",
     "leave_one_dataset_out",
+    "load_estimator",
     "load_runs_csv",
     "load_runs_mlflow",
     "optimal_lrg",

@@ -138,6 +138,13 @@ PAPER_ESTIMATOR = Estimator(
 )
 
 
+def load_estimator(value: str | Path) -> Estimator:
+    """``"paper"`` -> :data:`PAPER_ESTIMATOR`; anything else is an estimator.json path."""
+    if str(value).strip().lower() == "paper":
+        return PAPER_ESTIMATOR
+    return Estimator.from_json(value)
+
+
 def fit_line(x: ArrayLike, y: ArrayLike) -> tuple[float, float, float]:
     """Least-squares ``y = a x + b``; returns ``(a, b, R^2)`` (R^2 NaN when y is constant).
 

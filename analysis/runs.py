@@ -73,6 +73,8 @@ SPECTRUM_CSV = "spectrum.csv"
 #: Tag that marks a run's role; analysis runs are skipped when reading trials.
 ROLE_TAG = "spectral_sweep.role"
 ANALYSIS_ROLE = "analysis"
+#: Runs that trained nothing: an analysis, and the estimate strategy's predictions.
+UNTRAINED_ROLES = (ANALYSIS_ROLE, "prediction")
 
 _POINT_COLUMN = re.compile(r"^r_ce_nu(\d+)$")
 
@@ -327,7 +329,8 @@ def load_runs_mlflow(tracking_uri: str, experiment: str) -> pd.DataFrame:
     Reads params ``model, dataset, prune_rate, lrg_effective (or lrg/native_lrg),
     annotation_nu_max, seed`` and context, metrics ``miou, gflops, r_ce_nu{K}`` (latest values),
     and points ``spectrum_uri`` at each run's ``spectrum.csv`` artifact. Runs tagged
-    ``spectral_sweep.role=analysis`` and runs without a ``model`` param are skipped; unfinished
+    ``spectral_sweep.role`` ``analysis`` or ``prediction`` (nothing trained) and runs without a
+    ``model`` param are skipped; unfinished
     runs are left out with a warning. An unknown or empty experiment is an InputError.
     """
     import pandas as pd
@@ -338,7 +341,7 @@ def load_runs_mlflow(tracking_uri: str, experiment: str) -> pd.DataFrame:
         raise InputError(f"{where} at {tracking_uri} has no runs")
     role = runs.get(f"tags.{ROLE_TAG}", pd.Series([None] * len(runs), index=runs.index))
     model = runs.get("params.model", pd.Series([None] * len(runs), index=runs.index))
-    trials = runs.loc[(role.astype(object) != ANALYSIS_ROLE) & model.notna()]
+    trials = runs.loc[~role.astype(object).isin(UNTRAINED_ROLES) & model.notna()]
     unfinished = trials["status"] != "FINISHED"
     if unfinished.any():
         warn(f"{where}: {int(unfinished.sum())} unfinished run(s) (running or failed) left out")

@@ -196,23 +196,34 @@ def _truncation_reference(group: Group) -> dict[str, Any] | None:
 def _annotation_reference(
     group: Group, pixel: pd.DataFrame, keys: list[str]
 ) -> dict[str, Any] | None:
-    part = group.rows
-    ref = part.loc[part["annotation_nu_max"].idxmax()].to_dict()
-    input_size = ref.get("input_size")
-    if input_size is None or _isnan(input_size):
-        return ref
-    native_band = (int(input_size) - 1) // 2
-    if ref["annotation_nu_max"] >= native_band:
-        return ref
+    """The pixel-wise run of the same setting (native labels by definition); else the largest
+    band limit when it is the image's own band (or that band is unknown)."""
     same = pixel
     for k in [*keys, "lrg"]:
         same = same.loc[same[k].astype(object) == group.key[k]]
     if not same.empty:
         return same.iloc[0].to_dict()
+    part = group.rows
+    ref = part.loc[part["annotation_nu_max"].idxmax()].to_dict()
+    band = _native_band(ref)
+    if band is None or ref["annotation_nu_max"] >= band:
+        return ref
     warn(
         f"group {group.label}: no reference run with pixel-wise labels (largest nu_max "
-        f"{int(ref['annotation_nu_max'])} < native band {native_band}); left out of the fit"
+        f"{int(ref['annotation_nu_max'])} < native band {band}); left out of the fit"
     )
+    return None
+
+
+def _native_band(row: dict[str, Any]) -> int | None:
+    """The image's highest band: ``(input_size - 1) // 2``, else from the stride-4 native grid
+    (``2 * (native_lrg - 1)``: 256 for 129); None when neither is known."""
+    input_size = row.get("input_size")
+    if input_size is not None and not _isnan(input_size):
+        return (int(input_size) - 1) // 2
+    native = row.get("native_lrg")
+    if native is not None and not _isnan(native):
+        return 2 * (int(native) - 1)
     return None
 
 
@@ -358,6 +369,8 @@ def fit_drops(
     """Fit the estimator to a drop table's points with R_ce < ``r_ce_max``."""
     if drops.empty:
         raise InputError("cannot fit the estimator: no group has a reference run")
+    # a pixel-wise reference shared by a truncation and an annotation group is one point
+    drops = drops.drop_duplicates("run_id")
     points = drops.loc[drops["r_ce"].notna() & (drops["r_ce"] < r_ce_max)]
     fitted_on: dict[str, Any] = {
         "datasets": sorted(str(v) for v in points["dataset"].unique()),
@@ -434,12 +447,14 @@ def _lodo_group(group: Group, drops: pd.DataFrame, estimator: Estimator) -> dict
     plan = plan_lrgs(
         estimator, float(ref["miou"]), curve, candidates, reference_lrg=int(ref["lrg"])
     )
-    truth = part.sort_values(["fpi", "lrg"], ascending=[True, False]).iloc[0]
+    # the truth is the group's optimum over all its configurations, predictable or not
+    measured = group.rows.loc[group.rows["fpi"].notna()]
+    truth = measured.sort_values(["fpi", "lrg"], ascending=[True, False]).iloc[0]
     fpi_opt = float(truth["fpi"])
     picked = plan.recommended
     if picked is None:
         return None
-    fpi_picked = float(part.loc[part["lrg"] == picked, "fpi"].iloc[0])
+    fpi_picked = float(measured.loc[measured["lrg"] == picked, "fpi"].iloc[0])
     return {
         "true_lrg": int(truth["lrg"]),
         "picked_lrg": int(picked),

@@ -40,11 +40,20 @@ class SweepSettings:
     gpus_per_trial: float = 0.0  # fractional shares one GPU between trials
     max_concurrent: int | None = None  # None: as many as the resources allow
     max_failures: int = 1  # retries of a failed trial, each from its last checkpoint
-    strategy: str = "exhaustive"  # MLflow tag spectral_sweep.strategy
+    strategy: str = "exhaustive"  # "exhaustive" trains every trial; "estimate" (see below)
     role: str = "trial"  # MLflow tag spectral_sweep.role
+    estimator: str = "paper"  # estimate: "paper" or an estimator.json from `analyze`
+    confirm: bool = False  # estimate: also train each group's recommended LRG
+    max_drop: float | None = None  # estimate: largest acceptable predicted relative mIoU drop
+    experiment: str = ""  # MLflow experiment when it differs from the name (a strategy's phase)
     seed: int = 0  # Optuna sampler seed
     verbose: int = 1  # Tune verbosity; 0 hides the progress table
     extra_tags: dict[str, str] = field(default_factory=dict)  # more MLflow tags on every run
+
+    @property
+    def mlflow_experiment(self) -> str:
+        """The MLflow experiment the runs go to: ``experiment``, else the sweep name."""
+        return self.experiment or self.name
 
     @property
     def experiment_path(self) -> Path:

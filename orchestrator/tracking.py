@@ -3,7 +3,7 @@
 The schema (tags, params, metric names, artifacts) is the project's contract with ``analysis``:
 
 - experiment = sweep name; run name = trial id;
-- tags ``spectral_sweep.{sweep,trial_id,space,strategy,role}`` (+ ``node_id``/``node_ip`` where
+- tags ``spectral_sweep.{sweep,trial_id,space,strategy,role,config_key}`` (+ ``node_id``/``node_ip`` where
   the trial ran, and ``error`` / ``error_trace`` when it failed);
 - params = every :class:`~trainables.config.TrialConfig` field (None as "None"), plus
   ``lrg_effective`` and ``native_lrg``;
@@ -47,9 +47,11 @@ TAG_NODE_ID = TAG_PREFIX + "node_id"
 TAG_NODE_IP = TAG_PREFIX + "node_ip"
 TAG_ERROR = TAG_PREFIX + "error"
 TAG_ERROR_TRACE = TAG_PREFIX + "error_trace"
+TAG_CONFIG_KEY = TAG_PREFIX + "config_key"  # TrialConfig.key(): same experiment, same key
+TAG_REFERENCE_RUN = TAG_PREFIX + "reference_run_id"  # predictions and confirmations
 
 STRATEGIES = ("exhaustive", "estimate")
-ROLES = ("trial", "reference", "confirm")
+ROLES = ("trial", "reference", "confirm", "prediction")
 
 SPECTRUM_CSV = "spectrum.csv"
 SPECTRUM_PNG = "spectrum.png"
@@ -208,6 +210,62 @@ def find_trial_run(client: MlflowClient, experiment_id: str, trial_id: str) -> R
     return runs[0] if runs else None
 
 
+def find_config_run(
+    client: MlflowClient, experiment_id: str, config_key: str, role: str
+) -> Run | None:
+    """The newest run of a configuration (``TrialConfig.key()``) in one role, if any."""
+    runs = retry_locked(
+        lambda: client.search_runs(
+            [experiment_id],
+            filter_string=(
+                f"tags.`{TAG_CONFIG_KEY}` = '{config_key}' and tags.`{TAG_ROLE}` = '{role}'"
+            ),
+            max_results=1,
+            order_by=["start_time DESC"],
+        )
+    )
+    return runs[0] if runs else None
+
+
+def log_prediction_run(
+    client: MlflowClient,
+    experiment_id: str,
+    config: Mapping[str, Any],
+    predicted: Mapping[str, float],
+    tags: Mapping[str, str],
+) -> str:
+    """Record a configuration that was predicted, not trained, as a FINISHED run.
+
+    Params are the trial config (as for a trained run), metrics the prediction
+    (``predicted_drop``, ``predicted_miou``, ``predicted_fpi``, ``gflops``, ``r_ce``, ...),
+    tags role ``prediction`` and the configuration key. A configuration that already has a
+    prediction run keeps it (a resumed strategy logs nothing twice); returns the run id.
+    """
+    from trainables.config import TrialConfig
+
+    key = TrialConfig.from_dict(config).key()
+    existing = find_config_run(client, experiment_id, key, "prediction")
+    if existing is not None:
+        return str(existing.info.run_id)
+    all_tags = {**tags, TAG_ROLE: "prediction", TAG_CONFIG_KEY: key}
+    run = retry_locked(
+        lambda: client.create_run(experiment_id, tags=dict(all_tags), run_name=f"predict-{key}")
+    )
+    run_id = str(run.info.run_id)
+    log_params(client, run_id, trial_params(config))
+    finite = {k: float(v) for k, v in predicted.items() if math.isfinite(float(v))}
+    log_metrics(client, run_id, finite, step=0)
+    end_trial_run(client, run_id, "FINISHED")
+    return run_id
+
+
+def log_plan_artifact(
+    client: MlflowClient, run_id: str, plan: Mapping[str, Any], name: str
+) -> None:
+    """Attach a plan (JSON-ready dict) to the reference run it was predicted from."""
+    retry_locked(lambda: client.log_dict(run_id, dict(plan), name))
+
+
 # --------------------------------------------------------------------- params / metrics
 
 
@@ -267,7 +325,10 @@ def start_trial_run(
             if key in existing.data.tags:
                 retry_locked(lambda key=key: client.delete_tag(run_id, key))  # type: ignore[misc]
         return run_id, False
-    all_tags = {**tags, TAG_TRIAL_ID: trial_id}
+    from trainables.config import TrialConfig
+
+    key = TrialConfig.from_dict(config).key()
+    all_tags = {**tags, TAG_TRIAL_ID: trial_id, TAG_CONFIG_KEY: key}
     run = retry_locked(
         lambda: client.create_run(experiment_id, tags=dict(all_tags), run_name=trial_id)
     )

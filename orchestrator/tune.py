@@ -242,11 +242,45 @@ def init_ray(address: str | None) -> None:
         return
     try:
         if address is None:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+            ray.init(
+                address="local",  # embedded, even where RAY_ADDRESS names a cluster
+                num_cpus=os.cpu_count(),
+                include_dashboard=False,
+                log_to_driver=True,
+            )
         else:
             ray.init(address=address)
     except ConnectionError as err:
         raise InputError(f"cannot connect to Ray at {address!r}: {err}") from None
+
+
+def check_cluster(settings: SweepSettings) -> None:
+    """Before any trial: the cluster can hold one trial's resources, and a cluster of several
+    machines has a tracking server (a SQLite file lives on one machine: analysis, the UI and a
+    resumed driver elsewhere could not read it)."""
+    available = ray.cluster_resources()
+    needs = {"CPU": settings.cpus_per_trial, "GPU": settings.gpus_per_trial}
+    for name, amount in needs.items():
+        largest = max((n["Resources"].get(name, 0.0) for n in ray.nodes() if n["Alive"]), default=0)
+        if amount > largest:
+            flag = f"--{name.lower()}s-per-trial"
+            raise InputError(
+                f"{flag} {amount:g}: no Ray node has that many {name}s (largest node "
+                f"{largest:g}, cluster {available.get(name, 0.0):g}); a trial could never start"
+            )
+    hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+    if len(hosts) > 1 and tracking.is_local_uri(settings.tracking_uri):
+        raise InputError(
+            f"the Ray cluster spans {len(hosts)} machines, so {settings.tracking_uri} (a file on "
+            "one of them) cannot be the tracking store; pass --tracking-uri http://HOST:PORT "
+            "of an `mlflow server`"
+        )
+    if len(hosts) > 1 and "://" not in settings.storage:
+        log.warning(
+            "--storage %s must be a path every node of the %d-machine cluster shares (NFS)",
+            settings.storage,
+            len(hosts),
+        )
 
 
 # --------------------------------------------------------------------- Tuner
@@ -374,13 +408,15 @@ def build_tuner(settings: SweepSettings) -> tune.Tuner:
         trial_dirname_creator=_trial_dirname,
     )
     tags = {
-        **tracking.sweep_tags(settings.name, space.name, settings.strategy, settings.role),
+        **tracking.sweep_tags(
+            settings.mlflow_experiment, space.name, settings.strategy, settings.role
+        ),
         **settings.extra_tags,
     }
     run_config = tune.RunConfig(
         name=settings.name,
         storage_path=str(settings.experiment_path.parent),
-        callbacks=[MlflowTrackingCallback(settings.tracking_uri, settings.name, tags)],
+        callbacks=[MlflowTrackingCallback(settings.tracking_uri, settings.mlflow_experiment, tags)],
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         progress_reporter=progress_reporter(space),
@@ -392,13 +428,13 @@ def build_tuner(settings: SweepSettings) -> tune.Tuner:
 
 
 def restore_tuner(settings: SweepSettings) -> tune.Tuner:
-    """The interrupted sweep at ``settings.experiment_path``: unfinished trials resume from their
-    checkpoints, errored ones restart; finished trials are not run again."""
+    """The interrupted sweep at ``settings.experiment_path``: unfinished and errored trials
+    continue from their last checkpoints; finished trials are not run again."""
     return tune.Tuner.restore(
         str(settings.experiment_path),
         trainable=make_trainable(settings.cpus_per_trial, settings.gpus_per_trial),
         resume_unfinished=True,
-        restart_errored=True,
+        resume_errored=True,
     )
 
 
@@ -422,14 +458,20 @@ def configure_tune_environment() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
-def run_sweep(settings: SweepSettings, *, resume: bool = False) -> SweepOutcome:
-    """Start (or resume) the sweep and wait for it; Ray is joined or started as needed."""
+def run_sweep(settings: SweepSettings, *, resume: bool = False, save: bool = True) -> SweepOutcome:
+    """Start (or resume) the sweep and wait for it; Ray is joined or started as needed.
+
+    ``save``: write the settings for ``--resume`` (a strategy saves its own, whole settings
+    and runs its phases with ``save=False``).
+    """
     configure_tune_environment()
     init_ray(settings.address)
+    check_cluster(settings)
     if resume:
         tuner = restore_tuner(settings)
     else:
-        save_settings(settings)
+        if save:
+            save_settings(settings)
         tuner = build_tuner(settings)
     results = tuner.fit()
     # trials an interrupted sweep never created count as unfinished too

@@ -9,7 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from search_spaces.registry import get_space, list_spaces, load_space_file, resolve_space
-from search_spaces.schema import SearchSpace, space_from_dict, trial_fields, validate_trials
+from search_spaces.schema import (
+    SearchSpace,
+    space_from_dict,
+    space_of_trials,
+    trial_fields,
+    validate_trials,
+)
 
 
 def expand(space: SearchSpace) -> list[dict[str, Any]]:
@@ -25,6 +31,7 @@ __all__ = [
     "load_space_file",
     "resolve_space",
     "space_from_dict",
+    "space_of_trials",
     "trial_fields",
     "validate_trials",
 ]

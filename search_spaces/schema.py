@@ -218,6 +218,35 @@ def space_from_dict(data: Mapping[str, Any], source: str = "space") -> SearchSpa
     return space
 
 
+#: Settings whose values are not scalars, so they cannot be grid axes.
+NON_SCALAR_FIELDS = ("extra", "eval_lrgs")
+
+
+def space_of_trials(
+    name: str, trials: Sequence[Mapping[str, Any]], description: str = ""
+) -> SearchSpace:
+    """A space holding exactly ``trials`` (a one-point sub-grid each): a strategy's phase.
+
+    The non-scalar settings (``extra``, ``eval_lrgs``) cannot be axes: they go to ``fixed``
+    and must agree across the trials.
+    """
+    if not trials:
+        raise InputError(f"space {name!r}: no trials")
+    fixed: dict[str, Any] = {}
+    for key in NON_SCALAR_FIELDS:
+        values = [t[key] for t in trials if key in t]
+        if not values:
+            continue
+        if len(values) < len(trials) or any(v != values[0] for v in values):
+            raise InputError(
+                f"space {name!r}: {key} differs between trials; a strategy phase needs one value"
+            )
+        fixed[key] = values[0]
+    grids = [{k: [v] for k, v in t.items() if k not in NON_SCALAR_FIELDS} for t in trials]
+    data = {"name": name, "description": description, "fixed": fixed, "grids": grids}
+    return space_from_dict(data, source=f"space {name!r}")
+
+
 def validate_trials(space: SearchSpace) -> None:
     """Check every expanded trial with ``TrialConfig.from_dict``; the error names the trial."""
     for index, config in enumerate(space.trials()):

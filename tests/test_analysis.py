@@ -251,7 +251,8 @@ def test_regressor_from_reference_curve_when_row_has_none(tmp_path: Path) -> Non
         | {f"r_ce_nu{k}": v for k, v in curve.items()},
         {"model": "dan", "dataset": "voc", "prune_rate": 0.0, "lrg": 13, "miou": 0.79, "gflops": 9},
         {"model": "dan", "dataset": "voc", "prune_rate": 0.0, "lrg": 9, "miou": 0.76, "gflops": 8},
-        # annotation rows at the native grid: reference nu_max 8 (largest), bands 4 and 2
+        # block-wise rows at the native grid, bands 8, 4 and 2: their reference is the
+        # pixel-wise run of the same setting (LRG 17), not the largest block-wise band
         *[
             {"model": "dan", "dataset": "voc", "prune_rate": 0.0, "lrg": 17, "miou": m}
             | {"gflops": 10.0, "annotation_nu_max": nu}
@@ -264,10 +265,19 @@ def test_regressor_from_reference_curve_when_row_has_none(tmp_path: Path) -> Non
     assert drops.loc[("truncation", 6.0), "r_ce"] == pytest.approx(0.02)
     assert drops.loc[("truncation", 4.0), "r_ce"] == pytest.approx(0.08)
     assert drops.loc[("truncation", 4.0), "drop"] == pytest.approx(0.05)
-    # annotation reference is nu_max 8; it borrows the truncation reference's curve
-    assert drops.loc[("annotation", 8.0), "is_reference"]
-    assert drops.loc[("annotation", 4.0), "drop"] == pytest.approx((0.81 - 0.77) / 0.81)
+    annotation = analysis.drops.loc[analysis.drops["kind"] == "annotation"]
+    reference = annotation.loc[annotation["is_reference"]]
+    assert len(reference) == 1 and reference["annotation_nu_max"].isna().all()
+    assert float(reference["miou"].iloc[0]) == pytest.approx(0.8)
+    blockwise = annotation.loc[~annotation["is_reference"]].set_index("annotation_nu_max")
+    assert blockwise.loc[8.0, "drop"] == pytest.approx((0.8 - 0.81) / 0.8)
+    assert blockwise.loc[8.0, "r_ce"] == pytest.approx(0.0)
+    assert drops.loc[("annotation", 4.0), "drop"] == pytest.approx((0.8 - 0.77) / 0.8)
     assert drops.loc[("annotation", 4.0), "r_ce"] == pytest.approx(0.08)
+    # the shared pixel-wise reference is one point of the fit, not two
+    assert analysis.estimator is not None
+    in_fit = analysis.drops.loc[analysis.drops["in_fit"]].drop_duplicates("run_id")
+    assert analysis.estimator.n == len(in_fit)
     assert not drops.loc[("annotation", 2.0), "in_fit"]  # R_ce 0.3 >= 0.2
     assert reference_curves(runs)[runs["run_id"][0]] == curve
 

@@ -9,6 +9,8 @@ MLflow params): they are coerced to the field's type.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -26,6 +28,8 @@ DATASET_NAMES = ("synthetic-smooth", "synthetic-fine", "voc", "cityscapes", "dee
 FIXED_NUM_CLASSES = {"voc": 21, "cityscapes": 19, "deepglobe": 7}
 #: Prune rates above this leave too few filters to train (the issue's bound).
 MAX_PRUNE_RATE = 0.9
+#: Settings that change how a trial runs, not what it trains and measures (left out of its key).
+RUN_ONLY_FIELDS = frozenset({"device", "num_threads", "eval_every", "eval_lrgs"})
 
 
 def native_grid_size(input_size: int) -> int:
@@ -134,6 +138,24 @@ class TrialConfig:
         out = dataclasses.asdict(self)
         out["eval_lrgs"] = list(self.eval_lrgs)
         return out
+
+    def canonical(self) -> TrialConfig:
+        """The same experiment with equivalent settings spelled one way: the native grid as
+        ``lrg=None`` and a label band limit at or above the image's band as pixel-wise (None)."""
+        lrg = None if self.lrg == native_grid_size(self.input_size) else self.lrg
+        pixel_wise = not self.uses_blockwise_labels
+        annotation = None if pixel_wise else self.annotation_nu_max
+        return dataclasses.replace(self, lrg=lrg, annotation_nu_max=annotation)
+
+    def key(self) -> str:
+        """A short stable hash of the canonical experiment (without run-only settings).
+
+        Two configs that train and measure the same thing share a key, whichever sweep or
+        strategy ran them: the MLflow tag ``spectral_sweep.config_key`` uses it to match runs.
+        """
+        values = {k: v for k, v in self.canonical().to_dict().items() if k not in RUN_ONLY_FIELDS}
+        text = json.dumps(values, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
     @property
     def uses_blockwise_labels(self) -> bool:

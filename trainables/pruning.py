@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -122,6 +123,13 @@ class SoftFilterPruner:
         self.units = units_of(model, units)
         for unit in self.units:
             check_unit(unit)
+        backbone = [u for u in self.units if u.name.startswith("encoder.backbone.")]
+        if self.encoder_rate > 0 and units is None and not backbone:
+            warnings.warn(
+                "the backbone has no residual-block convs soft filter pruning can prune (grouped "
+                "or non-ResNet blocks); the encoder rate prunes the ASPP branches only",
+                stacklevel=2,
+            )
 
     def rate(self, unit: PrunableUnit) -> float:
         """The rate that applies to ``unit`` (by its kind)."""

@@ -102,6 +102,11 @@ def build_datasets(cfg: TrialConfig) -> tuple[Dataset[Any], Dataset[Any], int]:
 
     train_set = make("train", cfg.train_length, augment=True)
     eval_set = make("val", cfg.eval_length, augment=False)
+    if len(train_set) < 2:
+        raise InputError(
+            f"data set {cfg.dataset!r} has {len(train_set)} training image(s); BatchNorm needs "
+            "at least 2 per batch"
+        )
     num_classes = int(_base(train_set).num_classes)
     if cfg.num_classes is not None and cfg.num_classes != num_classes:
         raise InputError(
@@ -121,11 +126,19 @@ def _base(dataset: Any) -> Any:
     return dataset.dataset if isinstance(dataset, Subset) else dataset
 
 
-def build_network(cfg: TrialConfig, num_classes: int, device: torch.device) -> nn.Module:
-    """The model at the config's training LRG, on ``device`` (channels_last on CUDA)."""
+def build_network(
+    cfg: TrialConfig, num_classes: int, device: torch.device, *, from_checkpoint: bool = False
+) -> nn.Module:
+    """The model at the config's training LRG, on ``device`` (channels_last on CUDA).
+
+    ``from_checkpoint``: a checkpoint will overwrite every weight, so pretrained weights are not
+    loaded (a resumed or re-evaluated trial needs no network and no weights file).
+    """
     from trainables.models import build_model, validate_lrg
 
     pretrained: bool | str = {"false": False, "true": True}.get(cfg.pretrained, cfg.pretrained)
+    if from_checkpoint:
+        pretrained = False
     model = build_model(
         cfg.model,
         backbone=cfg.backbone,
@@ -166,10 +179,15 @@ def make_loader(dataset: Dataset[Any], cfg: TrialConfig, *, train: bool) -> Data
         dataset,
         batch_size=cfg.batch_size,
         shuffle=train,
-        drop_last=train and len(dataset) > cfg.batch_size,  # type: ignore[arg-type]
+        drop_last=train and _last_batch(len(dataset), cfg.batch_size) == 1,  # type: ignore[arg-type]
         generator=generator,
         num_workers=0,
     )
+
+
+def _last_batch(length: int, batch_size: int) -> int:
+    """Size of the last batch of an epoch (a last batch of 1 cannot train BatchNorm)."""
+    return length % batch_size or batch_size
 
 
 # --------------------------------------------------------------------------- train / evaluate
@@ -345,10 +363,26 @@ def save_checkpoint(
     return directory
 
 
+def read_checkpoint(file: Path) -> dict[str, Any]:
+    """A checkpoint's state (``weights_only=True``), or an InputError naming the file."""
+    if not file.is_file():
+        raise InputError(f"checkpoint {file} does not exist")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(
+            f"checkpoint {file} is not a loadable trial checkpoint ({reason})"
+        ) from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise InputError(f"checkpoint {file} is not a spectral-sweep trial checkpoint")
+    return state
+
+
 def load_checkpoint(path: Path, model: nn.Module, cfg: TrialConfig) -> dict[str, Any]:
     """Load a checkpoint (``weights_only=True``) after checking it matches the architecture."""
     file = path / CHECKPOINT_FILE if path.is_dir() else path
-    state: dict[str, Any] = torch.load(file, map_location="cpu", weights_only=True)
+    state = read_checkpoint(file)
     expected = architecture_key(model, cfg)
     if state.get("architecture") != expected:
         raise InputError(
@@ -409,28 +443,38 @@ def run_trial(
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     train_set, eval_set, num_classes = build_datasets(cfg)
-    model = build_network(cfg, num_classes, device)
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    resuming = resume and ckpt_dir is not None and (ckpt_dir / CHECKPOINT_FILE).exists()
+    model = build_network(cfg, num_classes, device, from_checkpoint=resuming)
     native = int(model.native_grid(cfg.input_size))  # type: ignore[operator]
     train_loader = make_loader(train_set, cfg, train=True)
     eval_loader = make_loader(eval_set, cfg, train=False)
     optimizer, scheduler = build_optimizer(model, cfg, cfg.epochs * len(train_loader))
     pruner = _pruner(model, cfg)
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
     start = 0
-    if resume and ckpt_dir is not None and (ckpt_dir / CHECKPOINT_FILE).exists():
+    if resuming:
+        assert ckpt_dir is not None
         state = load_checkpoint(ckpt_dir, model, cfg)
         start = restore_training_state(state, optimizer, scheduler)
 
     result = TrialResult(config=cfg, metrics={})
     eval_epochs = evaluation_epochs(cfg)
+    finished = start >= cfg.epochs  # run again after its last epoch: evaluate, train nothing
+    if finished:
+        start, eval_epochs = cfg.epochs - 1, {cfg.epochs - 1}
     grid = cfg.lrg if cfg.lrg is not None else native
     for epoch in _progress(range(start, cfg.epochs), progress, cfg.epochs - start):
         began = time.perf_counter()
-        _reseed_order(train_loader, cfg.seed, epoch)
-        train_loss = train_one_epoch(model, train_loader, optimizer, scheduler, cfg, device, epoch)
-        if pruner is not None:
-            pruner.step()
+        if finished:
+            train_loss = math.nan  # nothing trained: the checkpoint already holds this epoch
+        else:
+            _reseed_order(train_loader, cfg.seed, epoch)
+            train_loss = train_one_epoch(
+                model, train_loader, optimizer, scheduler, cfg, device, epoch
+            )
+            if pruner is not None:
+                pruner.step()
         if epoch not in eval_epochs:
             continue
         seconds = time.perf_counter() - began
@@ -505,12 +549,12 @@ def evaluate_checkpoint(
     """Post-hoc truncation of a saved trial: its model evaluated at several LRGs, no retraining."""
     file = Path(checkpoint)
     file = file / CHECKPOINT_FILE if file.is_dir() else file
-    state = torch.load(file, map_location="cpu", weights_only=True)
+    state = read_checkpoint(file)
     cfg = TrialConfig.from_dict({**state["config"], **(overrides or {})})
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     _, eval_set, num_classes = build_datasets(cfg)
-    model = build_network(cfg, num_classes, device)
+    model = build_network(cfg, num_classes, device, from_checkpoint=True)
     load_checkpoint(file, model, cfg)
     cfg = TrialConfig.from_dict({**cfg.to_dict(), "eval_lrgs": list(lrgs)})
     native = int(model.native_grid(cfg.input_size))  # type: ignore[operator]

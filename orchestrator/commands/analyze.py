@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from trainables.errors import InputError
@@ -63,12 +62,12 @@ def run(args: argparse.Namespace) -> int:
     from analysis.report import log_analysis_run, write_outputs
     from analysis.runs import AnalysisWarning, load_runs_csv, load_runs_mlflow
     from analysis.sweep import analyze
+    from orchestrator.commands import output_dir
     from orchestrator.table import format_table
 
     if args.runs_csv and args.tracking_uri:
         raise InputError("--tracking-uri goes with --experiment, not with --runs-csv")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise InputError(f"--out {args.out!r} exists and is not a directory")
+    out = output_dir(args.out)
     uri = _tracking_uri(args) if args.experiment else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AnalysisWarning)
@@ -83,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     analysis.notes = list(dict.fromkeys(notes))  # loading + analysis warnings, once each
     for note in analysis.notes:
         print(f"warning: {note}", file=sys.stderr)
-    outputs = write_outputs(analysis, args.out, source)
+    outputs = write_outputs(analysis, out, source)
     print(format_table(analysis.optimal.to_dict("records"), list(analysis.optimal.columns)))
     print()
     if analysis.estimator is not None:

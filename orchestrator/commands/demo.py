@@ -1,36 +1,57 @@
-"""``spectral-sweep demo``: the demo space end to end on this machine, nothing to set up.
+"""``spectral-sweep demo``: the whole story on this machine, nothing to set up, ending in a verdict.
 
 Embedded defaults: local Ray with every CPU, an MLflow SQLite file ``mlflow.db`` and Tune
 results in ``spectral_sweep_runs/`` under ``--dir`` (the working directory), synthetic data.
-Running it again resumes (or reuses) the sweep of the same name. Each step is a small
-function so later steps (the estimate strategy, a verdict) can be added to :func:`run`.
+
+1. the exhaustive sweep of the ``demo`` space (every trial trained), experiment ``demo``;
+2. the estimate strategy on the same space (one reference per group trained, the rest predicted
+   with the paper's estimator), experiment ``demo-estimate``;
+3. the analysis of the exhaustive sweep: optimal LRGs, the fitted estimator, the report in
+   ``demo-report/`` (also logged to MLflow);
+4. the verdict: trainings run by each strategy, the estimate's picks against the exhaustive
+   optimum (exact picks, FPI regret), and where to look next.
+
+Running it again resumes (or reuses) both sweeps and logs nothing twice.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 DEMO_SPACE = "demo"
 STORAGE_DIR = "spectral_sweep_runs"
+ESTIMATE_SUFFIX = "-estimate"
+REPORT_SUFFIX = "-report"
+VERDICT_CSV = "verdict.csv"
 
 
 def register(sub: Any) -> None:
     """Add the ``demo`` parser."""
     p = sub.add_parser(
         "demo",
-        help="run the demo sweep on synthetic data (local Ray, MLflow in ./mlflow.db)",
+        help="the demo on synthetic data: exhaustive sweep, estimate strategy, report, verdict",
         description=(
             "Run the `demo` search space (both models, both synthetic data sets, LRG sizes, "
-            "prune rates and annotation limits) on an embedded local Ray, tracked in an MLflow "
-            "SQLite file; print how to open the MLflow UI on it. Re-running resumes."
+            "prune rates and annotation limits) exhaustively and with the estimate strategy "
+            "on an embedded local Ray, tracked in an MLflow SQLite file; analyse the sweep, "
+            "write the report and print how the estimate's picks compare. Re-running resumes."
         ),
     )
-    p.add_argument("--dir", default=".", help="where mlflow.db and spectral_sweep_runs/ go")
-    p.add_argument("--name", default=DEMO_SPACE, help="sweep / MLflow experiment name")
+    p.add_argument("--dir", default=".", help="where mlflow.db, the runs and the report go")
+    p.add_argument(
+        "--space",
+        default=DEMO_SPACE,
+        help="built-in space to run (default: demo; `smoke` runs the same story in a minute)",
+    )
+    p.add_argument("--name", default=None, help="sweep / MLflow experiment (default: the space)")
     p.add_argument("--max-concurrent", type=int, default=None, help="trials running at once")
+    p.add_argument(
+        "--confirm", action="store_true", help="also train the estimate strategy's picks"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress table")
     p.set_defaults(func=run)
 
@@ -42,6 +63,26 @@ def demo_locations(directory: Path) -> tuple[Path, str]:
     return directory / STORAGE_DIR, default_tracking_uri(directory)
 
 
+def demo_settings(directory: Path, name: str, space_name: str, **options: Any) -> Any:
+    """Settings of a demo sweep of a built-in space (resumed when it already exists)."""
+    from orchestrator.settings import SweepSettings
+    from search_spaces import get_space
+
+    storage, uri = demo_locations(directory)
+    storage.mkdir(parents=True, exist_ok=True)
+    space = get_space(space_name).to_dict()
+    return SweepSettings(space=space, name=name, storage=str(storage), tracking_uri=uri, **options)
+
+
+def _exists(settings: Any) -> bool:
+    from orchestrator.commands.sweep import TUNER_STATE_FILE
+
+    found = (settings.experiment_path / TUNER_STATE_FILE).exists()
+    if found:
+        print(f"resuming sweep {settings.name!r} in {settings.experiment_path}")
+    return found
+
+
 def run_exhaustive(
     directory: Path,
     *,
@@ -49,61 +90,159 @@ def run_exhaustive(
     space: str = DEMO_SPACE,
     max_concurrent: int | None = None,
     verbose: int = 1,
-) -> str:
-    """Run (or resume) every trial of ``space`` as the sweep ``name``; returns the experiment.
-
-    Strategy tag ``exhaustive``, role ``trial``. An existing sweep of that name is resumed:
-    finished trials are not run again, so a completed demo returns at once.
-    """
-    from orchestrator.commands.sweep import TUNER_STATE_FILE
-    from orchestrator.settings import SweepSettings
+) -> Any:
+    """Run (or resume) every trial of ``space`` as the sweep ``name``; its outcome."""
     from orchestrator.tracking import check_tracking_uri
     from orchestrator.tune import run_sweep
-    from search_spaces import get_space
 
-    storage, uri = demo_locations(directory)
-    storage.mkdir(parents=True, exist_ok=True)
-    check_tracking_uri(uri)
-    settings = SweepSettings(
-        space=get_space(space).to_dict(),
-        name=name,
-        storage=str(storage),
-        tracking_uri=uri,
-        max_concurrent=max_concurrent,
-        verbose=verbose,
-    )
-    resume = (settings.experiment_path / TUNER_STATE_FILE).exists()
-    if resume:
-        print(f"resuming sweep {name!r} in {settings.experiment_path}")
-    outcome = run_sweep(settings, resume=resume)
+    options = {"max_concurrent": max_concurrent, "verbose": verbose}
+    settings = demo_settings(directory, name, space, **options)
+    check_tracking_uri(settings.tracking_uri)
+    outcome = run_sweep(settings, resume=_exists(settings))
     print(
         f"exhaustive sweep {name!r}: {outcome.finished} finished, {outcome.errored} failed, "
         f"{outcome.unfinished} unfinished of {outcome.total} trials"
     )
-    return name
+    return outcome
 
 
-def print_next_steps(directory: Path, experiment: str) -> None:
+def run_estimate_strategy(
+    directory: Path,
+    *,
+    name: str,
+    space: str = DEMO_SPACE,
+    confirm: bool = False,
+    max_concurrent: int | None = None,
+    verbose: int = 1,
+) -> Any:
+    """Run (or resume) the estimate strategy with the paper's estimator; its outcome."""
+    from orchestrator.strategy import run_estimate
+
+    settings = demo_settings(
+        directory,
+        name,
+        space,
+        strategy="estimate",
+        estimator="paper",
+        confirm=confirm,
+        max_concurrent=max_concurrent,
+        verbose=verbose,
+    )
+    outcome = run_estimate(settings, resume=_exists(settings))
+    print(
+        f"estimate strategy {name!r}: {outcome.trainings} trainings, "
+        f"{len(outcome.plans)} groups planned, {len(outcome.skipped)} without a reference"
+    )
+    return outcome
+
+
+@dataclass
+class DemoAnalysis:
+    """The exhaustive sweep's analysis and where its report went."""
+
+    analysis: Any  # analysis.Analysis
+    report: Path  # report.html
+    directory: Path
+
+
+def analyze_sweep(directory: Path, experiment: str) -> DemoAnalysis:
+    """Analyse the exhaustive sweep, write the report; log it to MLflow once."""
+    import warnings
+
+    from analysis import analyze, load_runs_mlflow
+    from analysis.report import REPORT_HTML, log_analysis_run, write_outputs
+    from analysis.runs import ANALYSIS_ROLE, ROLE_TAG, AnalysisWarning
+    from orchestrator.tracking import runs_frame
+
+    _, uri = demo_locations(directory)
+    out = directory / f"{experiment}{REPORT_SUFFIX}"
+    source = f"MLflow experiment {experiment!r} at {uri}"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AnalysisWarning)
+        analysis = analyze(load_runs_mlflow(uri, experiment), source=source)
+    analysis.notes = list(dict.fromkeys(str(w.message) for w in caught))
+    outputs = write_outputs(analysis, out, source)
+    runs = runs_frame(uri, experiment)
+    roles = runs.get(f"tags.{ROLE_TAG}")
+    if roles is None or not (roles == ANALYSIS_ROLE).any():
+        log_analysis_run(uri, experiment, outputs, analysis)
+    return DemoAnalysis(analysis, out / REPORT_HTML, out)
+
+
+def print_verdict(exhaustive: Any, estimate: Any, result: DemoAnalysis) -> None:
+    """Trainings, picks against the optimum, the fitted estimator, the report's path."""
+    from analysis.estimator import PAPER_ESTIMATOR
+    from analysis.strategy import verdict
+    from orchestrator.table import format_table
+
+    table = verdict(estimate.plans, result.analysis.rows)
+    table.to_csv(result.directory / VERDICT_CSV, index=False)
+    print()
+    print("== verdict ==")
+    share = estimate.trainings / exhaustive.total if exhaustive.total else float("nan")
+    print(
+        f"trainings: exhaustive {exhaustive.total}, estimate {estimate.trainings} "
+        f"({share:.0%} of the exhaustive sweep)"
+    )
+    print("estimate strategy's LRG (paper's estimator) against the exhaustive optimum (min FPI):")
+    print(format_table(table.to_dict("records"), list(table.columns)))
+    if not table.empty:
+        regret = table["regret"].dropna()
+        worst = f", worst {regret.max():.1%}" if len(regret) else ""
+        print(
+            f"exact picks: {int(table['exact'].sum())}/{len(table)}; "
+            f"mean FPI regret {regret.mean():.1%}{worst}"
+        )
+    fitted = result.analysis.estimator
+    print(f"estimator fitted on the exhaustive sweep: {fitted.describe() if fitted else 'none'}")
+    print(f"paper's estimator:                        {PAPER_ESTIMATOR.describe()}")
+    lodo = result.analysis.lodo
+    if not lodo.empty:
+        print(
+            f"leave-one-dataset-out on the exhaustive sweep: {int(lodo['exact'].sum())}/"
+            f"{len(lodo)} exact, mean FPI regret {float(lodo['regret'].mean()):.1%}"
+        )
+    print(f"report: {result.report}")
+
+
+def print_next_steps(directory: Path, experiments: list[str]) -> None:
     """Where the results are and how to look at them."""
     from orchestrator.tracking import ui_command
 
     _, uri = demo_locations(directory)
-    print(f"MLflow experiment {experiment!r} in {uri}")
-    print(f"list the runs:  spectral-sweep runs --experiment {experiment} --tracking-uri {uri}")
+    print(f"MLflow experiments {', '.join(map(repr, experiments))} in {uri}")
+    print(f"list the runs:  spectral-sweep runs --experiment {experiments[0]} --tracking-uri {uri}")
     print(f"open the UI:    {ui_command(uri)}  (then http://127.0.0.1:5000)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """The demo: the exhaustive sweep, then the pointers to its results."""
+    """The demo: both strategies, the analysis, the verdict and the pointers to the results."""
+    from search_spaces import get_space
+    from trainables.errors import InputError
+
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise InputError(f"--max-concurrent {args.max_concurrent} must be >= 1")
+    get_space(args.space)  # an unknown name fails here, listing the spaces
+    name = args.name or args.space
     directory = Path(args.dir).expanduser().resolve()
     directory.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    experiment = run_exhaustive(
-        directory,
-        name=args.name,
-        max_concurrent=args.max_concurrent,
-        verbose=0 if args.quiet else 1,
-    )
+    verbose = 0 if args.quiet else 1
+    options = {"space": args.space, "max_concurrent": args.max_concurrent, "verbose": verbose}
+    exhaustive = run_exhaustive(directory, name=name, **options)
+    if exhaustive.unfinished:
+        print("demo interrupted; run it again to resume")
+        return 130
+    estimate_name = name + ESTIMATE_SUFFIX
+    estimate = run_estimate_strategy(directory, name=estimate_name, confirm=args.confirm, **options)
+    if estimate.interrupted:
+        print("demo interrupted; run it again to resume")
+        return 130
+    result = analyze_sweep(directory, name)
+    print_verdict(exhaustive, estimate, result)
     print(f"demo finished in {time.perf_counter() - began:.0f} s")
-    print_next_steps(directory, experiment)
-    return 0
+    print_next_steps(directory, [name, estimate_name])
+    failed = exhaustive.errored + estimate.references.errored
+    if estimate.confirmations is not None:
+        failed += estimate.confirmations.errored
+    return 1 if failed else 0

@@ -74,15 +74,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def load_estimator(value: str) -> Any:
-    """``paper`` -> the built-in estimator; anything else is an estimator.json path."""
-    from analysis.estimator import PAPER_ESTIMATOR, Estimator
-
-    if value.strip().lower() == "paper":
-        return PAPER_ESTIMATOR
-    return Estimator.from_json(value)
-
-
 def run(args: argparse.Namespace) -> int:
     """Read the reference run(s), plan, print the table(s) or JSON."""
     import warnings
@@ -94,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_drop is not None and not 0.0 <= args.max_drop < 1.0:
         raise InputError(f"--max-drop {args.max_drop} is not a fraction in [0, 1)")
+    from analysis.estimator import load_estimator
+
     estimator = load_estimator(args.estimator)
     uri = resolve_tracking_uri(args.tracking_uri)
     check_store(uri)

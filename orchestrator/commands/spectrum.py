@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from orchestrator.commands import output_dir
     from trainables.data import build_dataset
     from trainables.spectral import LabelSpectrumAccumulator
 
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         ("--batch-size", args.batch_size),
     ):
         _check_positive(flag, value)
+    out = output_dir(args.out)
     dataset = build_dataset(
         args.dataset,
         root=args.data_root,
@@ -115,8 +117,6 @@ def run(args: argparse.Namespace) -> int:
             accumulator.update(torch.stack([dataset.label(i) for i in indices]))
             bar.update(len(indices))
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     frame = accumulator.to_frame()
     frame.to_csv(out / CSV_NAME, index=False)
     plot_spectrum(

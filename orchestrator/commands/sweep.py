@@ -7,6 +7,7 @@ tracking URI, Ray address); ``--dry-run`` prints the trials without importing Ra
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,13 @@ def register(sub: Any) -> None:
         "--storage",
         default="spectral_sweep_runs",
         help="Tune storage path for results and checkpoints (default: ./spectral_sweep_runs; "
-        "on a cluster it must be shared by every node, e.g. NFS or s3://)",
+        "on a cluster of several machines a directory every node mounts, e.g. NFS)",
     )
     p.add_argument(
         "--address",
         default=None,
-        help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: embedded local Ray)",
+        help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: $RAY_ADDRESS, else an "
+        "embedded local Ray)",
     )
     p.add_argument(
         "--tracking-uri",
@@ -93,6 +95,31 @@ def register(sub: Any) -> None:
         default=[],
         metavar="DATASET=PATH",
         help="where a real data set lives, e.g. --data-root voc=/data/VOCdevkit (repeatable)",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=("exhaustive", "estimate"),
+        default="exhaustive",
+        help="exhaustive: train every trial; estimate: train one reference per group and "
+        "predict the rest with --estimator (recorded in MLflow as prediction runs)",
+    )
+    p.add_argument(
+        "--estimator",
+        default="paper",
+        metavar="FILE|paper",
+        help="estimate: estimator.json from `analyze`, or 'paper' (0.6725 * R_ce + 0.0022)",
+    )
+    p.add_argument(
+        "--confirm",
+        action="store_true",
+        help="estimate: also train each group's recommended LRG and log it beside its prediction",
+    )
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=None,
+        metavar="D",
+        help="estimate: largest acceptable predicted relative mIoU drop, e.g. 0.02",
     )
     p.add_argument("--quiet", action="store_true", help="no progress table")
     p.set_defaults(func=run)
@@ -159,6 +186,15 @@ def check_numbers(args: argparse.Namespace) -> None:
             raise InputError("--multi-objective needs --search optuna")
     if args.num_samples is not None and args.num_samples < 1:
         raise InputError(f"--num-samples {args.num_samples} must be >= 1")
+    if args.strategy != "estimate":
+        estimate_only = {
+            "--confirm": args.confirm,
+            "--max-drop": args.max_drop is not None,
+            "--estimator": args.estimator != "paper",
+        }
+        for flag, given in estimate_only.items():
+            if given:
+                raise InputError(f"{flag} needs --strategy estimate")
 
 
 def check_storage(storage: str) -> Path:
@@ -211,10 +247,14 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Any, bool]:
             f"a sweep named {name!r} already exists in {storage}; continue it with --resume or "
             "choose another --name"
         )
-    check_data_roots(space.trials(), local=args.address is None)
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    check_data_roots(space.trials(), local=address is None)
     uri = resolve_tracking_uri(args.tracking_uri)
-    check_tracking(uri, args.address)
-    check_address(args.address)
+    check_tracking(uri, address)
+    check_address(address)
+    if address is None:
+        check_local_resources(args.cpus_per_trial, args.gpus_per_trial)
+    check_new_experiment(uri, name)
     from orchestrator.settings import SweepSettings
 
     settings = SweepSettings(
@@ -222,7 +262,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Any, bool]:
         name=name,
         storage=str(storage),
         tracking_uri=uri,
-        address=args.address,
+        address=address,
         search=args.search,
         num_samples=args.num_samples,
         multi_objective=args.multi_objective,
@@ -233,8 +273,47 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Any, bool]:
         max_failures=args.max_failures,
         seed=args.seed,
         verbose=0 if args.quiet else 1,
+        strategy=args.strategy,
+        estimator=args.estimator,
+        confirm=args.confirm,
+        max_drop=args.max_drop,
     )
+    if settings.strategy == "estimate":
+        from orchestrator.strategy import check_estimate
+
+        check_estimate(settings)
     return settings, False
+
+
+def check_local_resources(cpus: float, gpus: float) -> None:
+    """On the embedded Ray, a trial must fit this machine (else Tune would wait forever)."""
+    count = os.cpu_count() or 1
+    if cpus > count:
+        raise InputError(f"--cpus-per-trial {cpus:g}: this machine has {count} CPUs")
+    if gpus > 0:
+        import torch
+
+        found = torch.cuda.device_count()
+        if gpus > found:
+            raise InputError(f"--gpus-per-trial {gpus:g}: this machine has {found} CUDA GPUs")
+
+
+def check_new_experiment(uri: str, name: str) -> None:
+    """A new sweep must not mix its runs into an experiment that already holds some."""
+    from orchestrator.tracking import make_client, sqlite_path
+
+    path = sqlite_path(uri)
+    if path is not None and not path.exists():
+        return  # a new store: nothing to mix with
+    client = make_client(uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None or experiment.lifecycle_stage == "deleted":
+        return
+    if client.search_runs([experiment.experiment_id], max_results=1):
+        raise InputError(
+            f"MLflow experiment {name!r} at {uri} already holds runs; choose another --name, "
+            "or continue that sweep with --resume"
+        )
 
 
 def check_name(name: str) -> None:
@@ -328,7 +407,56 @@ def run(args: argparse.Namespace) -> int:
         print_trials(load_space(args))
         return 0
     settings, resume = settings_from_args(args)
+    if settings.strategy == "estimate":
+        from orchestrator.strategy import run_estimate
+
+        estimate = run_estimate(settings, resume=resume)
+        return print_estimate(estimate, settings)
     from orchestrator.tune import run_sweep
 
     outcome = run_sweep(settings, resume=resume)
     return print_outcome(outcome, settings)
+
+
+def print_estimate(outcome: Any, settings: Any) -> int:
+    """The phases' summaries, then one line per planned group; exit codes as a sweep's."""
+    code = print_outcome(outcome.references, settings)
+    if outcome.confirmations is not None:
+        code = max(code, print_outcome(outcome.confirmations, settings))
+    if outcome.references.unfinished:
+        return code
+    print()
+    print(format_plans(outcome.plans))
+    for label in outcome.skipped:
+        print(f"{label}: reference trial did not finish; nothing predicted", file=sys.stderr)
+    print(
+        f"estimate strategy: {outcome.trainings} trainings; predictions are MLflow runs with "
+        f"tag spectral_sweep.role = prediction in {settings.mlflow_experiment!r}"
+    )
+    return code
+
+
+def format_plans(plans: list[Any]) -> str:
+    """One row per planned group: reference, recommendation and its prediction."""
+    from orchestrator.table import format_table
+
+    rows = []
+    for planned in plans:
+        plan, ref = planned.plan, planned.reference
+        row: dict[str, Any] = {
+            "group": planned.group.label,
+            "kind": planned.group.kind,
+            "reference_miou": ref.miou,
+            "recommended": plan.recommended if plan.recommended is not None else "-",
+        }
+        if plan.recommended is not None:
+            column = "lrg" if planned.group.kind == "truncation" else "annotation_nu_max"
+            pick = plan.table.loc[plan.table[column] == plan.recommended].iloc[0]
+            row.update(
+                predicted_miou=pick["predicted_miou"],
+                predicted_drop=pick["predicted_drop"],
+                gflops=pick["gflops"],
+            )
+        rows.append(row)
+    columns = ["group", "kind", "reference_miou", "recommended", "predicted_miou"]
+    return format_table(rows, [*columns, "predicted_drop", "gflops"])

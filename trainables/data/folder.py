@@ -69,8 +69,15 @@ def _infer_classes(masks: list[Path]) -> int:
     for path in masks:
         label = read_index_mask(path)
         valid = label[label != IGNORE_INDEX]
-        if valid.numel():
-            largest = max(largest, int(valid.max()))
+        if not valid.numel():
+            continue
+        value = int(valid.max())
+        if value > IGNORE_INDEX:
+            raise InputError(
+                f"mask {str(path)!r} holds value {value}; expected class ids below "
+                f"{IGNORE_INDEX} or the ignore index {IGNORE_INDEX}"
+            )
+        largest = max(largest, value)
     if largest < 0:
         raise InputError(f"cannot infer num_classes: no labelled pixel in {len(masks)} mask(s)")
     return largest + 1

@@ -1,0 +1,235 @@
+"""``--strategy estimate``: train each group's reference, predict the rest, optionally confirm.
+
+The phases, each an ordinary Tune sweep, all logging into the sweep's one MLflow experiment:
+
+1. references: the reference trial of every group (``analysis.strategy.estimate_groups``),
+   Tune experiment ``<name>``, role ``reference``;
+2. predictions: each reference run is read back from MLflow (its mIoU and R_ce curve), its group
+   is planned with the estimator (FLOPs counted, nothing trained) and every predicted
+   configuration is recorded as a FINISHED run with role ``prediction`` and ``predicted_*``
+   metrics; the plan itself goes on the reference run as ``plan_lrg.json`` /
+   ``plan_annotation.json`` with the metric ``recommended_lrg``;
+3. with ``confirm``: each truncation group's recommended LRG is trained (Tune experiment
+   ``<name>-confirm``, role ``confirm``) and its run gets the prediction beside the measurement.
+
+``--resume`` finishes whichever phase was interrupted; nothing is logged twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from analysis.estimator import load_estimator
+from analysis.strategy import (
+    ANNOTATION,
+    TRUNCATION,
+    EstimateGroup,
+    GroupPlan,
+    estimate_groups,
+    plan_group,
+    reference_trials,
+)
+from orchestrator import tracking
+from orchestrator.settings import SweepOutcome, SweepSettings, save_settings
+from search_spaces import space_of_trials
+from trainables.config import TrialConfig
+from trainables.errors import InputError
+
+log = logging.getLogger(__name__)
+
+CONFIRM_SUFFIX = "-confirm"
+#: Plan artifact on the reference run, per group kind.
+PLAN_ARTIFACTS = {TRUNCATION: "plan_lrg.json", ANNOTATION: "plan_annotation.json"}
+
+
+@dataclass
+class EstimateOutcome:
+    """What the estimate strategy did: its sweeps, plans and the groups it could not plan."""
+
+    references: SweepOutcome
+    plans: list[GroupPlan] = field(default_factory=list)
+    confirmations: SweepOutcome | None = None
+    skipped: list[str] = field(default_factory=list)  # groups whose reference did not finish
+
+    @property
+    def trainings(self) -> int:
+        """Trials trained: references plus confirmations."""
+        confirmed = self.confirmations.total if self.confirmations is not None else 0
+        return self.references.total + confirmed
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether a phase left trials unfinished (``--resume`` continues it)."""
+        phases = [self.references, self.confirmations]
+        return any(p is not None and p.unfinished for p in phases)
+
+
+def check_estimate(settings: SweepSettings) -> list[EstimateGroup]:
+    """The groups to estimate, or an InputError (before Ray starts) for unusable settings."""
+    if settings.search != "grid" or settings.scheduler != "fifo":
+        raise InputError(
+            "--strategy estimate trains fixed reference trials; --search optuna and "
+            "--scheduler asha do not apply"
+        )
+    if settings.max_drop is not None and not 0.0 <= settings.max_drop < 1.0:
+        raise InputError(f"--max-drop {settings.max_drop} is not a fraction in [0, 1)")
+    load_estimator(settings.estimator)
+    space = settings.search_space()
+    groups = estimate_groups(space.trials())
+    if not groups:
+        raise InputError(
+            f"space {space.name!r} has no trials to predict (every group is a single trial); "
+            "run it with --strategy exhaustive"
+        )
+    return groups
+
+
+def phase_settings(
+    settings: SweepSettings, trials: list[dict[str, Any]], suffix: str, role: str
+) -> SweepSettings:
+    """A phase of the strategy as a sweep of exactly ``trials`` into the sweep's experiment."""
+    space_name = settings.search_space().name
+    space = space_of_trials(f"{space_name}-{role}", trials, f"{role} trials of {space_name}")
+    return dataclasses.replace(
+        settings,
+        space=space.to_dict(),
+        name=settings.name + suffix,
+        experiment=settings.mlflow_experiment,
+        strategy="estimate",
+        role=role,
+    )
+
+
+def run_estimate(settings: SweepSettings, *, resume: bool = False) -> EstimateOutcome:
+    """Run (or resume) the estimate strategy; see the module docstring for its phases."""
+    from orchestrator.tune import has_sweep, run_sweep
+
+    estimator = load_estimator(settings.estimator)
+    groups = check_estimate(settings)
+    if not resume:
+        save_settings(settings)
+    references = phase_settings(settings, reference_trials(groups), "", "reference")
+    outcome = EstimateOutcome(
+        references=run_sweep(
+            references, resume=resume and has_sweep(references.experiment_path), save=False
+        )
+    )
+    if outcome.references.unfinished:
+        return outcome
+    outcome.plans, outcome.skipped = record_predictions(settings, groups, estimator)
+    confirm = confirm_trials(outcome.plans)
+    if settings.confirm and confirm:
+        phase = phase_settings(settings, confirm, CONFIRM_SUFFIX, "confirm")
+        outcome.confirmations = run_sweep(
+            phase, resume=has_sweep(phase.experiment_path), save=False
+        )
+        link_confirmations(settings, outcome.plans)
+    return outcome
+
+
+def _experiment(settings: SweepSettings) -> tuple[Any, str]:
+    client = tracking.make_client(settings.tracking_uri)
+    experiment = settings.mlflow_experiment
+    return client, tracking.ensure_experiment(client, experiment, settings.tracking_uri)
+
+
+def record_predictions(
+    settings: SweepSettings, groups: list[EstimateGroup], estimator: Any
+) -> tuple[list[GroupPlan], list[str]]:
+    """Plan every group from its finished reference run and record the predictions in MLflow."""
+    from analysis.plan import reference_from_run
+
+    client, experiment_id = _experiment(settings)
+    space_name = settings.search_space().name
+    tags = tracking.sweep_tags(settings.mlflow_experiment, space_name, "estimate", "prediction")
+    plans: list[GroupPlan] = []
+    skipped: list[str] = []
+    for group in groups:
+        run = tracking.find_config_run(client, experiment_id, group.reference_key, "reference")
+        if run is None or run.info.status != "FINISHED":
+            skipped.append(group.label)
+            log.warning("%s: the reference trial did not finish; nothing predicted", group.label)
+            continue
+        reference = reference_from_run(settings.tracking_uri, run.info.run_id)
+        planned = plan_group(group, reference, estimator, settings.max_drop)
+        _log_plan(client, experiment_id, planned, estimator, tags)
+        plans.append(planned)
+    return plans, skipped
+
+
+def _log_plan(
+    client: Any, experiment_id: str, planned: GroupPlan, estimator: Any, tags: dict[str, str]
+) -> None:
+    """The plan on the reference run, and one prediction run per predicted configuration."""
+    run_id = planned.reference.run_id
+    plan = {**planned.plan.to_dict(), "estimator": estimator.to_dict()}
+    tracking.log_plan_artifact(client, run_id, plan, PLAN_ARTIFACTS[planned.group.kind])
+    if planned.group.kind == TRUNCATION and planned.plan.recommended is not None:
+        tracking.log_metrics(client, run_id, {"recommended_lrg": planned.plan.recommended}, 0)
+    for config in planned.group.candidates:
+        predicted = _prediction(planned, config)
+        link = {**tags, tracking.TAG_REFERENCE_RUN: run_id}
+        tracking.log_prediction_run(client, experiment_id, config, predicted, link)
+
+
+def _prediction(planned: GroupPlan, config: dict[str, Any]) -> dict[str, float]:
+    """The plan row of ``config`` as prediction metrics."""
+    cfg = TrialConfig.from_dict(config)
+    table = planned.plan.table
+    if planned.group.kind == TRUNCATION:
+        grid = cfg.lrg if cfg.lrg is not None else planned.reference.lrg
+        row = table.loc[table["lrg"] == grid].iloc[0]
+        recommended = planned.plan.recommended == grid
+    else:
+        row = table.loc[table["annotation_nu_max"] == cfg.annotation_nu_max].iloc[0]
+        recommended = planned.plan.recommended == cfg.annotation_nu_max
+    names = ("r_ce", "predicted_drop", "predicted_miou", "gflops", "predicted_fpi")
+    out = {name: float(row[name]) for name in names}
+    out["feasible"] = float(bool(row["feasible"]))
+    out["recommended"] = float(recommended)
+    return out
+
+
+def confirm_trials(plans: list[GroupPlan]) -> list[dict[str, Any]]:
+    """The recommended configs that are not their group's (already trained) reference."""
+    out: dict[str, dict[str, Any]] = {}
+    for planned in plans:
+        config = planned.recommended_config
+        if config is None:
+            continue
+        key = TrialConfig.from_dict(config).key()
+        if key != planned.group.reference_key:
+            out.setdefault(key, config)
+    return list(out.values())
+
+
+def link_confirmations(settings: SweepSettings, plans: list[GroupPlan]) -> None:
+    """Give each confirmation run its reference and the prediction it confirms."""
+    client, experiment_id = _experiment(settings)
+    for planned in plans:
+        config = planned.recommended_config
+        if config is None:
+            continue
+        key = TrialConfig.from_dict(config).key()
+        run = tracking.find_config_run(client, experiment_id, key, "confirm")
+        if run is None:
+            continue
+        run_id = str(run.info.run_id)
+        predicted = _prediction(planned, config)
+        metrics = {k: v for k, v in predicted.items() if k.startswith("predicted_")}
+        tracking.set_tags(client, run_id, {tracking.TAG_REFERENCE_RUN: planned.reference.run_id})
+        tracking.log_metrics(client, run_id, metrics, step=0)
+
+
+__all__ = [
+    "CONFIRM_SUFFIX",
+    "EstimateOutcome",
+    "check_estimate",
+    "confirm_trials",
+    "phase_settings",
+    "record_predictions",
+    "run_estimate",
+]
