@@ -196,17 +196,19 @@ def _truncation_reference(group: Group) -> dict[str, Any] | None:
 def _annotation_reference(
     group: Group, pixel: pd.DataFrame, keys: list[str]
 ) -> dict[str, Any] | None:
-    """The pixel-wise run of the same setting (native labels by definition); else the largest
-    band limit when it is the image's own band (or that band is unknown)."""
+    """The sweep's own run at the image's band (pixel-wise labels), else the pixel-wise run of
+    the same setting, else (the image's band unknown) the largest band limit."""
+    part = group.rows
+    ref = part.loc[part["annotation_nu_max"].idxmax()].to_dict()
+    band = _native_band(ref)
+    if band is not None and ref["annotation_nu_max"] >= band:
+        return ref
     same = pixel
     for k in [*keys, "lrg"]:
         same = same.loc[same[k].astype(object) == group.key[k]]
     if not same.empty:
         return same.iloc[0].to_dict()
-    part = group.rows
-    ref = part.loc[part["annotation_nu_max"].idxmax()].to_dict()
-    band = _native_band(ref)
-    if band is None or ref["annotation_nu_max"] >= band:
+    if band is None:
         return ref
     warn(
         f"group {group.label}: no reference run with pixel-wise labels (largest nu_max "
@@ -312,7 +314,7 @@ def drop_table(groups: list[Group], r_ce_max: float = DEFAULT_R_CE_MAX) -> pd.Da
         members = group.rows.to_dict("records")
         if all(r["run_id"] != ref["run_id"] for r in members):
             members.insert(0, {**ref, "kind": group.kind})
-        missing = 0
+        missing: list[float] = []
         for row in members:
             is_ref = row["run_id"] == ref["run_id"]
             if is_ref:
@@ -323,7 +325,7 @@ def drop_table(groups: list[Group], r_ce_max: float = DEFAULT_R_CE_MAX) -> pd.Da
                     row["r_ce"] if not _isnan(row["r_ce"]) else curve_at(group.curve, row["nu_max"])
                 )
             if _isnan(r_ce):
-                missing += 1
+                missing.append(float(row["nu_max"]))
             records.append(
                 {
                     **{k: v for k, v in row.items() if k != "r_ce"},
@@ -338,11 +340,20 @@ def drop_table(groups: list[Group], r_ce_max: float = DEFAULT_R_CE_MAX) -> pd.Da
                 }
             )
         if missing:
-            warn(
-                f"group {group.label}: {missing} run(s) without R_ce (no spectrum.csv, r_ce_nu "
-                "metrics or r_ce column) left out of the fit"
-            )
+            warn(f"group {group.label}: {_missing_reason(missing, group.curve)}")
     return pd.DataFrame(records)
+
+
+def _missing_reason(bands: list[float], curve: dict[int, float]) -> str:
+    """Why runs have no regressor: no curve at all, or bands outside the curve's range."""
+    count = f"{len(bands)} run(s) without R_ce"
+    if not curve:
+        return f"{count} (no spectrum.csv, r_ce_nu metrics or r_ce column) left out of the fit"
+    shown = ", ".join(f"{b:g}" for b in sorted(set(bands)))
+    return (
+        f"{count} left out of the fit: band(s) {shown} outside the reference curve's bands "
+        f"{min(curve)}..{max(curve)}"
+    )
 
 
 def optimal_lrg(rows: pd.DataFrame) -> pd.DataFrame:

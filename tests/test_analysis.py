@@ -329,6 +329,28 @@ def test_leave_one_dataset_out_picks(tmp_path: Path) -> None:
     assert lodo.loc["d", "regret"] == pytest.approx((fpi_d[5] - fpi_d[17]) / fpi_d[17])
 
 
+def test_lodo_truth_is_the_optimum_over_every_configuration(tmp_path: Path) -> None:
+    """A cheap LRG whose band lies outside the reference curve cannot be predicted, but it is
+    still the held-out group's optimum: the pick is scored against it, not a smaller table."""
+    gflops = {17: 10.0, 9: 8.0, 5: 7.0}
+    r_ce = {9: 0.1, 5: 0.19}
+    rows = [row for d in "ab" for row in line_rows(d, 0.5, r_ce, gflops)]
+    rows.append(
+        {"model": "deeplabv3plus", "dataset": "a", "prune_rate": 0.0, "lrg": 3}
+        | {"miou": 0.5, "gflops": 1.0, "r_ce": ""}
+    )  # band 1: no R_ce known
+    runs = load_runs_csv(write_csv(tmp_path / "r.csv", rows))
+    with pytest.warns(AnalysisWarning, match=r"band\(s\) 1 outside the reference curve's bands"):
+        analysis = analyze(runs)
+    optimal = analysis.optimal.set_index("dataset")
+    assert optimal.loc["a", "lrg"] == 3
+    lodo = analysis.lodo.set_index("dataset")
+    assert lodo.loc["a", "true_lrg"] == 3 and lodo.loc["a", "picked_lrg"] == 5
+    assert not bool(lodo.loc["a", "exact"])
+    fpi5 = 7.0 / (0.8 * (1 - 0.5 * 0.19))
+    assert lodo.loc["a", "regret"] == pytest.approx(fpi5 / (1.0 / 0.5) - 1.0)
+
+
 def test_single_dataset_has_no_lodo(tmp_path: Path) -> None:
     analysis = analyze(
         load_runs_csv(write_csv(tmp_path / "r.csv", line_rows("a", 0.5, R_CE, GFLOPS)))

@@ -82,3 +82,15 @@ def test_bad_input_exits_2_with_one_line(
     assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in captured.err
     assert lines[0].startswith("spectral-sweep spectrum: error:")
     assert not (tmp_path / "out").exists()
+
+
+def test_out_that_is_a_file_fails_before_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "afile"
+    target.write_text("keep me")
+    argv = ["spectrum", "--dataset", "synthetic-smooth", "--size", "17", "--out", str(target)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "exists and is not a directory" in err and "\n" not in err
+    assert target.read_text() == "keep me"

@@ -19,6 +19,7 @@ from fixtures_data import (
     save_index_png,
     save_rgb,
 )
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -354,6 +355,13 @@ def test_folder_bad_input(tmp_path: Path) -> None:
     make_folder(ignore_only, ["x"], labels={"x": np.full(SIZE, 255, dtype=np.uint8)})
     with pytest.raises(InputError, match="no labelled pixel"):
         build_dataset("folder", ignore_only)
+    wide = tmp_path / "wide"
+    make_folder(wide, ["z"])
+    sixteen = np.zeros(SIZE, dtype=np.uint16)
+    sixteen[0, 0] = 300
+    Image.fromarray(sixteen).save(wide / "masks" / "z.png")
+    with pytest.raises(InputError, match=r"z\.png' holds value 300"):
+        build_dataset("folder", wide)  # inferring the class count names the file and value
     shifted = tmp_path / "shifted"
     make_folder(shifted, ["y"])
     save_index_png(shifted / "masks" / "y.png", np.zeros((H + 1, W), dtype=np.uint8), palette=True)

@@ -116,6 +116,21 @@ def test_shifted_square_boundary_iou_below_miou() -> None:
     assert result["boundary_iou"] < result["miou"] < 1.0
 
 
+def test_boundary_iou_of_shifted_squares_by_hand() -> None:
+    """8 x 8, d = 1; ground truth rows 2-5 x cols 2-5, prediction one column to the right.
+
+    Class 1: each inner ring holds 12 pixels, they share 6 (rows 2 and 5, cols 3-5): 6/18.
+    Class 0: the image border is contour, so all 48 ground-truth pixels are boundary; the
+    prediction's 48 lose rows 1-6 of col 1 (6 pixels, 8-neighbours all class 0): 42. They share
+    the 44 pixels outside both squares less those 6: 38, union 48 + 42 - 38 = 52.
+    """
+    metrics = SegmentationMetrics(2)
+    metrics.update(square(8, 2, 3, 4), square(8, 2, 2, 4))
+    result = metrics.compute()
+    assert result["per_class_boundary_iou"] == pytest.approx([38 / 52, 6 / 18])
+    assert result["boundary_iou"] == pytest.approx((38 / 52 + 6 / 18) / 2)
+
+
 def test_boundary_region_equals_max_pool_erosion() -> None:
     _, target = random_maps(1, 4, 37, seed=3, ignore=0.0)
     masks = target[0] == torch.arange(4).view(-1, 1, 1)

@@ -131,3 +131,55 @@ def test_runs_command_bad_input(in_tmp: Path, capsys: pytest.CaptureFixture[str]
         ["runs", "--experiment", "x", "--tracking-uri", f"http://127.0.0.1:{closed_port()}"],
         "unreachable",
     )
+
+
+def test_resources_this_machine_cannot_hold(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    too_many = str((os.cpu_count() or 1) + 1)
+    fails_with(capsys, ["sweep", "--space", "smoke", "--cpus-per-trial", too_many], "CPUs")
+    import torch
+
+    gpus = str(torch.cuda.device_count() + 1)
+    fails_with(capsys, ["sweep", "--space", "smoke", "--gpus-per-trial", gpus], "CUDA GPUs")
+
+
+def test_new_sweep_refuses_an_experiment_with_runs(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator import tracking
+
+    uri = tracking.default_tracking_uri(in_tmp)
+    client = tracking.make_client(uri)
+    experiment = tracking.ensure_experiment(client, "smoke", uri)
+    client.create_run(experiment)
+    fails_with(
+        capsys,
+        ["sweep", "--space", "smoke", "--tracking-uri", uri],
+        "'smoke'",
+        "already holds runs",
+    )
+    assert len(tracking.runs_frame(uri, "smoke")) == 1  # nothing added, nothing lost
+
+
+def test_estimate_only_flags_need_the_strategy(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fails_with(capsys, ["sweep", "--space", "smoke", "--confirm"], "--confirm needs --strategy")
+    fails_with(
+        capsys,
+        ["sweep", "--space", "smoke", "--strategy", "estimate", "--search", "optuna"],
+        "--strategy estimate",
+    )
+    fails_with(
+        capsys,
+        ["sweep", "--space", "smoke", "--strategy", "estimate", "--estimator", "missing.json"],
+        "missing.json",
+    )
+    fails_with(
+        capsys,
+        ["sweep", "--space", "smoke", "--strategy", "estimate", "--max-drop", "1.5"],
+        "--max-drop 1.5",
+    )

@@ -200,6 +200,42 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path: object) -> None
 
 
 @pytest.mark.slow
+def test_a_finished_trial_run_again_reports_its_final_metrics(tmp_path: object) -> None:
+    from pathlib import Path
+
+    ckpt = Path(str(tmp_path))
+    first = run_trial(tiny(epochs=1), checkpoint_dir=ckpt)
+    again_reports: list[TrialReport] = []
+    again = run_trial(tiny(epochs=1), report=again_reports.append, checkpoint_dir=ckpt)
+    assert [r.epoch for r in again_reports] == [0] and again_reports[0].final
+    for key in ("miou", "boundary_iou", "gflops", "fpi", "loss"):
+        assert again.metrics[key] == pytest.approx(first.metrics[key], rel=1e-6), key
+    assert math.isnan(again.metrics["train_loss"])  # nothing was trained again
+
+
+def test_a_corrupt_checkpoint_is_one_input_error(tmp_path: object) -> None:
+    from pathlib import Path
+
+    ckpt = Path(str(tmp_path))
+    (ckpt / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match=r"checkpoint .* is not a loadable trial checkpoint"):
+        run_trial(tiny(epochs=1), checkpoint_dir=ckpt)
+    with pytest.raises(InputError, match="is not a loadable trial checkpoint"):
+        evaluate_checkpoint(ckpt, [5])
+
+
+def test_a_single_training_image_is_refused() -> None:
+    with pytest.raises(InputError, match="1 training image"):
+        run_trial(tiny(train_length=1))
+
+
+@pytest.mark.slow
+def test_last_batch_of_one_is_dropped() -> None:
+    result = run_trial(tiny(epochs=1, train_length=5, batch_size=4))  # 4 + 1: BatchNorm-safe
+    assert 0.0 <= result.metrics["miou"] <= 1.0
+
+
+@pytest.mark.slow
 def test_nan_loss_stops_the_trial_with_the_reason() -> None:
     with pytest.raises(TrialDiverged, match=r"training loss became (nan|inf)"):
         run_trial(tiny(epochs=3, lr=1e30, batch_size=2))

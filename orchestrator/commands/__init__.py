@@ -7,13 +7,22 @@ from pathlib import Path
 from trainables.errors import InputError
 
 
-def output_dir(value: str, flag: str = "--out") -> Path:
-    """The output directory ``value``, created now (before any work) or an InputError."""
+def check_output_dir(value: str, flag: str = "--out") -> Path:
+    """``value`` as an output directory that can be written, checked before any work; nothing
+    is created yet (bad input elsewhere must leave no empty directory behind)."""
     path = Path(value).expanduser()
     if path.exists() and not path.is_dir():
         raise InputError(f"{flag} {value!r} exists and is not a directory")
+    existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise InputError(f"{flag} {value!r} cannot be created: {str(existing)!r} is a file")
+    return path
+
+
+def make_output_dir(path: Path, flag: str = "--out") -> Path:
+    """Create the checked output directory (with its parents)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise InputError(f"{flag} {value!r} cannot be created ({err.strerror})") from None
+        raise InputError(f"{flag} {str(path)!r} cannot be created ({err.strerror})") from None
     return path

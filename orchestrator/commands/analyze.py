@@ -62,12 +62,12 @@ def run(args: argparse.Namespace) -> int:
     from analysis.report import log_analysis_run, write_outputs
     from analysis.runs import AnalysisWarning, load_runs_csv, load_runs_mlflow
     from analysis.sweep import analyze
-    from orchestrator.commands import output_dir
+    from orchestrator.commands import check_output_dir
     from orchestrator.table import format_table
 
     if args.runs_csv and args.tracking_uri:
         raise InputError("--tracking-uri goes with --experiment, not with --runs-csv")
-    out = output_dir(args.out)
+    out = check_output_dir(args.out)
     uri = _tracking_uri(args) if args.experiment else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AnalysisWarning)

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from orchestrator.commands import output_dir
+    from orchestrator.commands import check_output_dir, make_output_dir
     from trainables.data import build_dataset
     from trainables.spectral import LabelSpectrumAccumulator
 
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         ("--batch-size", args.batch_size),
     ):
         _check_positive(flag, value)
-    out = output_dir(args.out)
+    out = check_output_dir(args.out)
     dataset = build_dataset(
         args.dataset,
         root=args.data_root,
@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(len(indices))
 
     frame = accumulator.to_frame()
+    make_output_dir(out)
     frame.to_csv(out / CSV_NAME, index=False)
     plot_spectrum(
         frame, args.size, f"{args.dataset} ({args.split}, {count} images)", out / PNG_NAME
