@@ -3,8 +3,9 @@
 The schema (tags, params, metric names, artifacts) is the project's contract with ``analysis``:
 
 - experiment = sweep name; run name = trial id;
-- tags ``spectral_sweep.{sweep,trial_id,space,strategy,role,config_key}`` (+ ``node_id``/``node_ip`` where
-  the trial ran, and ``error`` / ``error_trace`` when it failed);
+- tags ``spectral_sweep.{sweep,trial_id,space,strategy,role,config_key}`` (+ ``node_id`` /
+  ``node_ip`` where the trial ran, and ``error`` / ``error_trace`` when it failed); the estimate
+  strategy's predictions are runs with role ``prediction`` and ``reference_run_id``;
 - params = every :class:`~trainables.config.TrialConfig` field (None as "None"), plus
   ``lrg_effective`` and ``native_lrg``;
 - metrics = ``TrialReport.metrics`` per evaluation, step = epoch;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -468,3 +469,15 @@ def test_real_model_compacts_twice(name: str) -> None:
     x = torch.randn(1, 3, 65, 65, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert max_diff(smaller(x), small.eval()(x)) <= 1e-4
+
+
+def test_a_backbone_without_prunable_blocks_is_warned_about() -> None:
+    from trainables.models import build_model
+
+    plain = build_model("dan", backbone="mobilenetv3_small_050", num_classes=3)
+    with pytest.warns(UserWarning, match="prunes the ASPP branches only"):
+        SoftFilterPruner(plain, 0.2, 0.2)
+    residual = build_model("dan", backbone="resnet18", num_classes=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SoftFilterPruner(residual, 0.2, 0.2)  # residual blocks: no warning

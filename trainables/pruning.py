@@ -123,8 +123,7 @@ class SoftFilterPruner:
         self.units = units_of(model, units)
         for unit in self.units:
             check_unit(unit)
-        backbone = [u for u in self.units if u.name.startswith("encoder.backbone.")]
-        if self.encoder_rate > 0 and units is None and not backbone:
+        if self.encoder_rate > 0 and units is None and _backbone_units(model) == []:
             warnings.warn(
                 "the backbone has no residual-block convs soft filter pruning can prune (grouped "
                 "or non-ResNet blocks); the encoder rate prunes the ASPP branches only",
@@ -145,6 +144,15 @@ class SoftFilterPruner:
                 zero_filters(unit, smallest_filters(unit, count))
             counts[unit.kind] += count
         return {**counts, "total": sum(counts.values())}
+
+
+def _backbone_units(model: nn.Module) -> list[PrunableUnit] | None:
+    """A segmentation model's residual-block units (None for other modules: not ours to judge)."""
+    from trainables.models.common import SegmentationModel
+
+    if not isinstance(model, SegmentationModel):
+        return None
+    return model.encoder.residual_units("encoder.backbone.")
 
 
 def pruned_fraction(
