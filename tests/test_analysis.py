@@ -262,9 +262,9 @@ def test_regressor_from_reference_curve_when_row_has_none(tmp_path: Path) -> Non
     runs = load_runs_csv(write_csv(tmp_path / "r.csv", rows))
     analysis = analyze(runs)
     drops = analysis.drops.set_index(["kind", "nu_max"])
-    assert drops.loc[("truncation", 6.0), "r_ce"] == pytest.approx(0.02)
-    assert drops.loc[("truncation", 4.0), "r_ce"] == pytest.approx(0.08)
-    assert drops.loc[("truncation", 4.0), "drop"] == pytest.approx(0.05)
+    assert drops.loc[("truncation", 6.0), "r_ce"].item() == pytest.approx(0.02)
+    assert drops.loc[("truncation", 4.0), "r_ce"].item() == pytest.approx(0.08)
+    assert drops.loc[("truncation", 4.0), "drop"].item() == pytest.approx(0.05)
     annotation = analysis.drops.loc[analysis.drops["kind"] == "annotation"]
     reference = annotation.loc[annotation["is_reference"]]
     assert len(reference) == 1 and reference["annotation_nu_max"].isna().all()
@@ -272,13 +272,13 @@ def test_regressor_from_reference_curve_when_row_has_none(tmp_path: Path) -> Non
     blockwise = annotation.loc[~annotation["is_reference"]].set_index("annotation_nu_max")
     assert blockwise.loc[8.0, "drop"] == pytest.approx((0.8 - 0.81) / 0.8)
     assert blockwise.loc[8.0, "r_ce"] == pytest.approx(0.0)
-    assert drops.loc[("annotation", 4.0), "drop"] == pytest.approx((0.8 - 0.77) / 0.8)
-    assert drops.loc[("annotation", 4.0), "r_ce"] == pytest.approx(0.08)
+    assert drops.loc[("annotation", 4.0), "drop"].item() == pytest.approx((0.8 - 0.77) / 0.8)
+    assert drops.loc[("annotation", 4.0), "r_ce"].item() == pytest.approx(0.08)
     # the shared pixel-wise reference is one point of the fit, not two
     assert analysis.estimator is not None
     in_fit = analysis.drops.loc[analysis.drops["in_fit"]].drop_duplicates("run_id")
     assert analysis.estimator.n == len(in_fit)
-    assert not drops.loc[("annotation", 2.0), "in_fit"]  # R_ce 0.3 >= 0.2
+    assert not drops.loc[("annotation", 2.0), "in_fit"].item()  # R_ce 0.3 >= 0.2
     assert reference_curves(runs)[runs["run_id"][0]] == curve
 
 

@@ -206,11 +206,16 @@ def test_a_finished_trial_run_again_reports_its_final_metrics(tmp_path: object) 
     ckpt = Path(str(tmp_path))
     first = run_trial(tiny(epochs=1), checkpoint_dir=ckpt)
     again_reports: list[TrialReport] = []
-    again = run_trial(tiny(epochs=1), report=again_reports.append, checkpoint_dir=ckpt)
+    # run again with post-hoc LRGs: the trained model is evaluated, nothing is retrained
+    again = run_trial(
+        tiny(epochs=1, eval_lrgs=[5, 3]), report=again_reports.append, checkpoint_dir=ckpt
+    )
     assert [r.epoch for r in again_reports] == [0] and again_reports[0].final
     for key in ("miou", "boundary_iou", "gflops", "fpi", "loss"):
         assert again.metrics[key] == pytest.approx(first.metrics[key], rel=1e-6), key
     assert math.isnan(again.metrics["train_loss"])  # nothing was trained again
+    assert sorted(again.posthoc) == [3, 5]
+    assert again.posthoc[3]["gflops"] < again.posthoc[5]["gflops"] < again.metrics["gflops"]
 
 
 def test_a_corrupt_checkpoint_is_one_input_error(tmp_path: object) -> None:

@@ -377,12 +377,12 @@ def print_outcome(outcome: Any, settings: Any) -> int:
         f"{outcome.unfinished} unfinished of {outcome.total} trials"
     )
     print(f"Tune results: {outcome.path}")
-    print(f"MLflow experiment {outcome.name!r} at {outcome.tracking_uri}")
+    print(f"MLflow experiment {settings.mlflow_experiment!r} at {outcome.tracking_uri}")
     print(f"open the UI: {ui_command(outcome.tracking_uri)}")
     if outcome.unfinished:
         print(
             "sweep interrupted; continue it with: spectral-sweep sweep --resume "
-            f"--name {outcome.name} --storage {Path(settings.storage)}",
+            f"--name {settings.name} --storage {Path(settings.storage)}",
             file=sys.stderr,
         )
         return 130
