@@ -328,10 +328,10 @@ def load_runs_mlflow(tracking_uri: str, experiment: str) -> pd.DataFrame:
 
     Reads params ``model, dataset, prune_rate, lrg_effective (or lrg/native_lrg),
     annotation_nu_max, seed`` and context, metrics ``miou, gflops, r_ce_nu{K}`` (latest values),
-    and points ``spectrum_uri`` at each run's ``spectrum.csv`` artifact. Runs tagged
-    ``spectral_sweep.role`` ``analysis`` or ``prediction`` (nothing trained) and runs without a
-    ``model`` param are skipped; unfinished
-    runs are left out with a warning. An unknown or empty experiment is an InputError.
+    and points ``spectrum_uri`` at each run's ``spectrum.csv`` artifact. Runs whose
+    ``spectral_sweep.role`` is ``analysis`` or ``prediction`` (nothing trained) and runs without
+    a ``model`` param are skipped; unfinished runs are left out with a warning. An unknown or
+    empty experiment is an InputError.
     """
     import pandas as pd
 

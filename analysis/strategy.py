@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from analysis.estimator import Estimator
-from analysis.plan import Plan, ReferenceRun, plan_reference
+from analysis.plan import Plan, ReferenceRun, plan_lrgs, plan_reference
 from trainables.config import TrialConfig, native_grid_size
 from trainables.errors import InputError
 
@@ -179,10 +179,11 @@ def plan_group(
 def _annotation_plan(
     group: EstimateGroup, reference: ReferenceRun, estimator: Estimator, max_drop: float | None
 ) -> Plan:
-    import pandas as pd
-
-    from analysis.plan import curve_at
+    """Predictions at each label band: band ``nu`` is that of an LRG ``2 nu + 1``, so the LRG
+    plan's rows apply with the reference's own FLOPs (labels cost none); the recommendation is
+    the coarsest feasible band instead of the least FPI."""
     from trainables.flops import architecture_flops
+    from trainables.spectral import lrg_of_band
 
     gflops = architecture_flops(
         reference.model,
@@ -193,34 +194,14 @@ def _annotation_plan(
         reference.prune_rate,
         reference.decoder_prune_rate,
     ).gflops
-    rows = []
-    for config in group.candidates:
-        nu = int(TrialConfig.from_dict(config).annotation_nu_max or 0)
-        r_ce = curve_at(reference.curve, nu)
-        if math.isnan(r_ce):
-            raise InputError(f"reference run {reference.run_id} has no R_ce at band {nu}")
-        drop = max(0.0, estimator.predict_drop(r_ce))
-        miou = reference.miou * (1.0 - drop) if drop < 1.0 else math.nan
-        feasible = drop < 1.0 and (max_drop is None or drop <= max_drop + 1e-12)
-        rows.append(
-            {
-                "annotation_nu_max": nu,
-                "r_ce": r_ce,
-                "predicted_drop": drop,
-                "predicted_miou": miou,
-                "gflops": gflops,
-                "predicted_fpi": gflops / miou if drop < 1.0 else math.inf,
-                "feasible": feasible,
-                "extrapolated": r_ce >= estimator.r_ce_max,
-            }
-        )
-    table = pd.DataFrame(rows).sort_values("annotation_nu_max", ascending=False)
-    table = table.reset_index(drop=True)
+    bands = {int(TrialConfig.from_dict(c).annotation_nu_max or 0) for c in group.candidates}
+    candidates = {lrg_of_band(nu): gflops for nu in bands}
+    plan = plan_lrgs(estimator, reference.miou, reference.curve, candidates, max_drop=max_drop)
+    table = plan.table.drop(columns="lrg").rename(columns={"nu_max": "annotation_nu_max"})
     coarsest = table.loc[table["feasible"]] if max_drop is not None else table.iloc[0:0]
-    recommended = int(coarsest["annotation_nu_max"].min()) if not coarsest.empty else None
     return Plan(
         table=table,
-        recommended=recommended,
+        recommended=int(coarsest["annotation_nu_max"].min()) if not coarsest.empty else None,
         reference_miou=reference.miou,
         reference_lrg=reference.lrg,
         max_drop=max_drop,

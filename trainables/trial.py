@@ -380,9 +380,15 @@ def read_checkpoint(file: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: Path, model: nn.Module, cfg: TrialConfig) -> dict[str, Any]:
-    """Load a checkpoint (``weights_only=True``) after checking it matches the architecture."""
+    """Read a checkpoint (a file, or a directory holding one) into ``model``; its state."""
     file = path / CHECKPOINT_FILE if path.is_dir() else path
     state = read_checkpoint(file)
+    apply_checkpoint(state, file, model, cfg)
+    return state
+
+
+def apply_checkpoint(state: dict[str, Any], file: Path, model: nn.Module, cfg: TrialConfig) -> None:
+    """Load a read checkpoint's weights after checking it matches the model's architecture."""
     expected = architecture_key(model, cfg)
     if state.get("architecture") != expected:
         raise InputError(
@@ -390,7 +396,6 @@ def load_checkpoint(path: Path, model: nn.Module, cfg: TrialConfig) -> dict[str,
             f"not this trial's {expected}"
         )
     model.load_state_dict(state["model"])
-    return state
 
 
 def restore_training_state(
@@ -555,7 +560,7 @@ def evaluate_checkpoint(
     seed_everything(cfg.seed)
     _, eval_set, num_classes = build_datasets(cfg)
     model = build_network(cfg, num_classes, device, from_checkpoint=True)
-    load_checkpoint(file, model, cfg)
+    apply_checkpoint(state, file, model, cfg)
     cfg = TrialConfig.from_dict({**cfg.to_dict(), "eval_lrgs": list(lrgs)})
     native = int(model.native_grid(cfg.input_size))  # type: ignore[operator]
     loader = make_loader(eval_set, cfg, train=False)
