@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from analysis.estimator import load_estimator
+from analysis.estimator import Estimator, load_estimator
 from analysis.strategy import (
     ANNOTATION,
     TRUNCATION,
@@ -67,8 +67,8 @@ class EstimateOutcome:
         return any(p is not None and p.unfinished for p in phases)
 
 
-def check_estimate(settings: SweepSettings) -> list[EstimateGroup]:
-    """The groups to estimate, or an InputError (before Ray starts) for unusable settings."""
+def check_estimate(settings: SweepSettings) -> tuple[Estimator, list[EstimateGroup]]:
+    """The estimator and the groups to estimate, or an InputError (before Ray starts)."""
     if settings.search != "grid" or settings.scheduler != "fifo":
         raise InputError(
             "--strategy estimate trains fixed reference trials; --search optuna and "
@@ -76,7 +76,7 @@ def check_estimate(settings: SweepSettings) -> list[EstimateGroup]:
         )
     if settings.max_drop is not None and not 0.0 <= settings.max_drop < 1.0:
         raise InputError(f"--max-drop {settings.max_drop} is not a fraction in [0, 1)")
-    load_estimator(settings.estimator)
+    estimator = load_estimator(settings.estimator)
     space = settings.search_space()
     groups = estimate_groups(space.trials())
     if not groups:
@@ -84,7 +84,7 @@ def check_estimate(settings: SweepSettings) -> list[EstimateGroup]:
             f"space {space.name!r} has no trials to predict (every group is a single trial); "
             "run it with --strategy exhaustive"
         )
-    return groups
+    return estimator, groups
 
 
 def phase_settings(
@@ -107,8 +107,7 @@ def run_estimate(settings: SweepSettings, *, resume: bool = False) -> EstimateOu
     """Run (or resume) the estimate strategy; see the module docstring for its phases."""
     from orchestrator.tune import has_sweep, run_sweep
 
-    estimator = load_estimator(settings.estimator)
-    groups = check_estimate(settings)
+    estimator, groups = check_estimate(settings)
     if not resume:
         save_settings(settings)
     references = phase_settings(settings, reference_trials(groups), "", "reference")
@@ -137,7 +136,7 @@ def _experiment(settings: SweepSettings) -> tuple[Any, str]:
 
 
 def record_predictions(
-    settings: SweepSettings, groups: list[EstimateGroup], estimator: Any
+    settings: SweepSettings, groups: list[EstimateGroup], estimator: Estimator
 ) -> tuple[list[GroupPlan], list[str]]:
     """Plan every group from its finished reference run and record the predictions in MLflow."""
     from analysis.plan import reference_from_run
@@ -161,7 +160,7 @@ def record_predictions(
 
 
 def _log_plan(
-    client: Any, experiment_id: str, planned: GroupPlan, estimator: Any, tags: dict[str, str]
+    client: Any, experiment_id: str, planned: GroupPlan, estimator: Estimator, tags: dict[str, str]
 ) -> None:
     """The plan on the reference run, and one prediction run per predicted configuration."""
     run_id = planned.reference.run_id

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,15 +12,9 @@ from orchestrator.cli import main
 from trainables.flops import FlopsReport, architecture_flops, count_flops, measure
 from trainables.models import SegmentationModel, build_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = "test_resnet"
-
-
-@pytest.fixture(autouse=True)
-def _threads() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny(name: str = "deeplabv3plus", **kw: object) -> SegmentationModel:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,10 @@ from trainables.models import (
     validate_lrg,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = "test_resnet"  # timm's registered test ResNet: 0.37 M parameters
 MODELS = ("deeplabv3plus", "dan")
-
-
-@pytest.fixture(autouse=True)
-def _threads() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny(name: str, num_classes: int = 5, **kw: object) -> SegmentationModel:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -26,15 +25,9 @@ from trainables.pruning import (
     zeroed_mask,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 RATES = (0.2, 0.4, 0.6, 0.9)
-
-
-@pytest.fixture(autouse=True)
-def _threads() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --- a tiny model family with the real structures ---------------------------------------------

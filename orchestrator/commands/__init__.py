@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from trainables.errors import InputError
+
+
+def add_tracking_uri(parser: Any) -> None:
+    """The ``--tracking-uri`` flag every MLflow-reading or -writing command shares."""
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    )
 
 
 def check_output_dir(value: str, flag: str = "--out") -> Path:

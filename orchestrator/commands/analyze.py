@@ -12,6 +12,7 @@ import argparse
 import sys
 from typing import Any
 
+from orchestrator.commands import add_tracking_uri
 from trainables.errors import InputError
 
 
@@ -34,11 +35,7 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="runs table: model,dataset,prune_rate,lrg,miou,gflops[,annotation_nu_max,r_ce,seed]",
     )
-    p.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
-    )
+    add_tracking_uri(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
     p.add_argument(
         "--r-ce-max",

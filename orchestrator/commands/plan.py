@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any
 
+from orchestrator.commands import add_tracking_uri
 from trainables.errors import InputError
 
 #: Plan-table columns printed, with their headers.
@@ -50,11 +51,7 @@ def register(sub: Any) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--run-id", help="MLflow run id of the reference run (native grid)")
     which.add_argument("--experiment", help="plan for every reference run of this experiment")
-    p.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
-    )
+    add_tracking_uri(p)
     p.add_argument(
         "--lrgs",
         nargs="+",

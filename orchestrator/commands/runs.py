@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from orchestrator.commands import add_tracking_uri
 from trainables.errors import InputError
 
 #: The table's columns: frame column -> header.
@@ -37,11 +38,7 @@ def register(sub: Any) -> None:
         ),
     )
     p.add_argument("--experiment", required=True, help="experiment (= sweep) name")
-    p.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
-    )
+    add_tracking_uri(p)
     p.add_argument("--csv", action="store_true", help="all columns as CSV on stdout")
     p.set_defaults(func=run)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.address import check_address
+from orchestrator.commands import add_tracking_uri
 from trainables.errors import InputError
 
 #: Tune's marker that a directory holds a restorable experiment.
@@ -49,11 +50,7 @@ def register(sub: Any) -> None:
         help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: $RAY_ADDRESS, else an "
         "embedded local Ray)",
     )
-    p.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
-    )
+    add_tracking_uri(p)
     p.add_argument("--search", choices=("grid", "optuna"), default="grid")
     p.add_argument("--num-samples", type=int, default=None, help="optuna: trials to sample")
     p.add_argument(
@@ -278,10 +275,6 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Any, bool]:
         confirm=args.confirm,
         max_drop=args.max_drop,
     )
-    if settings.strategy == "estimate":
-        from orchestrator.strategy import check_estimate
-
-        check_estimate(settings)
     return settings, False
 
 
