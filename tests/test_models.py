@@ -248,7 +248,8 @@ def test_prunable_units_well_formed(name: str) -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_units_of_compacted_model_stay_exact(name: str) -> None:
     """After SFP + compaction the units (offsets follow widths) still describe the network."""
-    from trainables.pruning import SoftFilterPruner, compact
+    from trainables.compaction import compact
+    from trainables.pruning import SoftFilterPruner
 
     model = tiny(name)
     SoftFilterPruner(model, 0.3, 0.5).step()

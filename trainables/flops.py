@@ -11,7 +11,7 @@ not counted. The model is counted in eval mode on one zero image of ``input_size
 ``input_size``.
 
 A model with zeroed (soft-pruned) filters is counted on its compact form
-(:func:`trainables.pruning.compact`), the network the pruned model really is.
+(:func:`trainables.compaction.compact`), the network the pruned model really is.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def count_flops(model: nn.Module, input_size: int) -> FlopsReport:
     """FLOPs and parameters of ``model`` at ``input_size``; a soft-pruned model is compacted."""
     check_input_size(input_size)
     if has_zeroed_filters(model):
-        from trainables.pruning import compact
+        from trainables.compaction import compact
 
         model = compact(model)
     return measure(model, input_size)
@@ -190,7 +190,7 @@ def architecture_flops(
         net.lrg = validate_lrg(lrg, net.native_grid(input_size))
         counted: nn.Module = net
         if prune_rate > 0 or decoder_prune_rate > 0:
-            from trainables.pruning import prune_for_counting
+            from trainables.compaction import prune_for_counting
 
             counted = prune_for_counting(net, prune_rate, decoder_prune_rate)
         return measure(counted, input_size)

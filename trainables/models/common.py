@@ -49,6 +49,7 @@ def unit(name: str, block: ConvBNAct, kind: Any, *consumers: tuple[nn.Conv2d, in
         bn=block.bn,
         consumers=tuple(Consumer(conv, offset) for conv, offset in consumers),
         kind=kind,
+        act=block.act,
     )
 
 

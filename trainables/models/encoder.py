@@ -108,8 +108,8 @@ def create_backbone(name: str, output_stride: int, pretrained: bool | str | Path
     return backbone
 
 
-def _pairs(block: nn.Module) -> list[tuple[str, str, str]]:
-    """(producer conv, its BN, consumer conv) attribute names inside one residual block.
+def _pairs(block: nn.Module) -> list[tuple[str, str, str, str]]:
+    """(producer conv, its BN, its activation, consumer conv) attribute names in one block.
 
     timm ResNet blocks: Bottleneck conv1 -> conv2 -> conv3 (conv3 writes the residual stream),
     BasicBlock conv1 -> conv2. Blocks with anti-aliasing layers (fixed per-channel filters) are
@@ -121,8 +121,8 @@ def _pairs(block: nn.Module) -> list[tuple[str, str, str]]:
     if aa is not None and not isinstance(aa, nn.Identity):
         return []
     if hasattr(block, "conv3") and hasattr(block, "bn3"):
-        return [("conv1", "bn1", "conv2"), ("conv2", "bn2", "conv3")]
-    return [("conv1", "bn1", "conv2")]
+        return [("conv1", "bn1", "act1", "conv2"), ("conv2", "bn2", "act2", "conv3")]
+    return [("conv1", "bn1", "act1", "conv2")]
 
 
 def _prunable(conv: Any, bn: Any, consumer: Any) -> bool:
@@ -184,10 +184,10 @@ class TimmEncoder(nn.Module):
         """Prunable channels internal to residual blocks (none for non-ResNet-style backbones)."""
         units: list[PrunableUnit] = []
         for path, block in self.backbone.named_modules():
-            for conv_name, bn_name, consumer_name in _pairs(block):
+            for conv_name, bn_name, act_name, consumer_name in _pairs(block):
                 conv, bn = getattr(block, conv_name), getattr(block, bn_name)
-                consumer = getattr(block, consumer_name)
-                if _prunable(conv, bn, consumer):
+                consumer, act = getattr(block, consumer_name), getattr(block, act_name, None)
+                if _prunable(conv, bn, consumer) and isinstance(act, nn.Module):
                     units.append(
                         PrunableUnit(
                             name=f"{prefix}{path}.{conv_name}",
@@ -195,6 +195,7 @@ class TimmEncoder(nn.Module):
                             bn=bn,
                             consumers=(Consumer(consumer, 0),),
                             kind="encoder",
+                            act=act,
                             extra={"block": type(block).__name__},
                         )
                     )

@@ -27,11 +27,12 @@ class Consumer:
 
 @dataclass(frozen=True)
 class PrunableUnit:
-    """One prunable conv + its BatchNorm: pruning a filter zeroes its kernel and BN affine pair.
+    """One prunable conv, its BatchNorm and activation: pruning a filter zeroes its kernel only.
 
-    Zeroing the BN weight and bias with the kernel makes the channel exactly 0 after BN and
-    activation, so removing it (and the consumers' matching input channels) leaves the output
-    unchanged: the compact network equals the masked one.
+    The BN keeps its weight and bias (soft pruning: the filter still gets gradient and can grow
+    back), so a pruned channel emits a constant, ``act(BN(conv bias or 0))``, in eval mode.
+    Removing the channel physically folds that constant into the consumers (see
+    :mod:`trainables.compaction`), so the compact network equals the masked one.
     """
 
     name: str
@@ -39,4 +40,6 @@ class PrunableUnit:
     bn: nn.BatchNorm2d
     consumers: tuple[Consumer, ...]
     kind: Literal["encoder", "decoder"]
+    #: The activation between the BN and the consumers (what the constant goes through).
+    act: nn.Module = field(default_factory=nn.ReLU, compare=False)
     extra: dict[str, str] = field(default_factory=dict, compare=False)
