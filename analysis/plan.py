@@ -108,7 +108,8 @@ def plan_lrgs(
     """Predict drop, mIoU and FPI at each candidate LRG (``{lrg: gflops}``) and recommend one.
 
     ``r_ce_curve`` maps bands ``nu`` to the reference run's R_ce(nu) (interpolated between known
-    bands). ``reference_lrg`` is the reference run's own grid: its row has R_ce 0 and drop 0.
+    bands). ``reference_lrg`` is the reference run's own grid: its row has drop 0 (measured) and the
+    reference's R_ce at its own band (not 0: that holds only at the image's band).
     Predicted drops are clipped at 0 below; a drop >= 1 or > ``max_drop`` is infeasible.
     Ties in predicted FPI go to the larger LRG.
     """
@@ -153,14 +154,12 @@ def _plan_row(
     reference_lrg: int | None,
 ) -> dict[str, Any]:
     nu = band_of_lrg(lrg)
-    if lrg == reference_lrg:
-        r_ce, drop = 0.0, 0.0
-    else:
-        r_ce = curve_at(curve, nu)
-        if math.isnan(r_ce):
-            known = f"{min(curve)}..{max(curve)}" if curve else "none"
-            raise InputError(f"no R_ce for LRG {lrg} (band {nu}); the curve covers bands {known}")
-        drop = max(0.0, estimator.predict_drop(r_ce))
+    r_ce = curve_at(curve, nu)  # the reference's own band too: R_ce is 0 only at the image's
+    if math.isnan(r_ce):
+        known = f"{min(curve)}..{max(curve)}" if curve else "none"
+        raise InputError(f"no R_ce for LRG {lrg} (band {nu}); the curve covers bands {known}")
+    # the reference's mIoU is measured: no drop at its own grid
+    drop = 0.0 if lrg == reference_lrg else max(0.0, estimator.predict_drop(r_ce))
     miou = reference_miou * (1.0 - drop) if drop < 1.0 else math.nan
     return {
         "lrg": lrg,

@@ -80,6 +80,50 @@ def plot_spectra(groups: list[Group], path: str | Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_training_spectra(groups: list[Group], path: str | Path) -> Path | None:
+    """Initial (dashed) and final (solid) CE band profiles of every reference run (paper Fig. 1,
+    fourth row). L_ce[k] can be negative at some bands, so the log axis shows |L_ce[k]| and
+    crosses mark the negative bands. None when no reference's spectrum has the init column."""
+    from analysis.runs import INIT_PROFILE_COLUMN
+
+    curves = [
+        (label, spectrum)
+        for label, spectrum, _ in _distinct_curves(groups)
+        if spectrum is not None
+        and INIT_PROFILE_COLUMN in spectrum
+        and "band_profile" in spectrum
+        and spectrum[INIT_PROFILE_COLUMN].notna().any()
+    ]
+    if not curves:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9.5, 4.0), constrained_layout=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, spectrum) in enumerate(curves):
+        color = colors[i % len(colors)]
+        k = spectrum["k"].to_numpy(float)
+        for column, style, stage in (
+            ("band_profile", "-", "final"),
+            (INIT_PROFILE_COLUMN, "--", "init"),
+        ):
+            values = spectrum[column].to_numpy(float)
+            magnitude = np.abs(values)
+            magnitude[~(magnitude > 0)] = np.nan  # zeros and NaN: gaps on the log axis
+            ax.plot(k, magnitude, style, color=color, lw=1.3, label=f"{label}: {stage}")
+            negative = values < 0
+            if negative.any():
+                ax.plot(k[negative], magnitude[negative], "x", color=color, ms=4)
+    ax.plot([], [], "x", color="grey", label="band with L_ce[k] < 0")
+    ax.set_yscale("log")
+    ax.set_xlabel("band k", fontsize=10)
+    ax.set_ylabel("|L_ce[k]|", fontsize=10)
+    ax.set_title("CE band profile at initialisation and after training", fontsize=11)
+    ax.tick_params(labelsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    return _save(fig, path)
+
+
 def _distinct_curves(
     groups: list[Group],
 ) -> list[tuple[str, pd.DataFrame | None, dict[int, float]]]:

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis.estimator import PAPER_ESTIMATOR
-from analysis.plots import plot_drops, plot_fpi, plot_miou_flops, plot_spectra
+from analysis.plots import (
+    plot_drops,
+    plot_fpi,
+    plot_miou_flops,
+    plot_spectra,
+    plot_training_spectra,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,6 +105,11 @@ def report_blocks(analysis: Analysis, source: str, figures: Sequence[Path]) -> l
     blocks.append(Block("p", f"Paper: {PAPER_ESTIMATOR.describe()}."))
     captions = {
         "spectra.png": "Label and prediction spectra and R_ce curves of the reference runs.",
+        "training_spectra.png": (
+            "CE band profile L_ce[k] of each reference run at initialisation (dashed) and after "
+            "training (solid), as in the paper's Fig. 1 (fourth row); the log y-axis shows the "
+            "absolute value |L_ce[k]|, since L_ce[k] is negative at some bands (marked by crosses)."
+        ),
         "miou_flops.png": "mIoU against GFLOPs (pixel-wise runs; labels are LRG sizes).",
         "fpi.png": "FPI against LRG size; the filled circle marks each group's optimum.",
         "drops.png": (
@@ -236,6 +247,7 @@ def write_outputs(analysis: Analysis, directory: str | Path, source: str) -> Out
         outputs.files.append(directory / LODO_CSV)
     drawn = [
         plot_spectra(analysis.groups, figures_dir / "spectra.png"),
+        plot_training_spectra(analysis.groups, figures_dir / "training_spectra.png"),
         plot_miou_flops(analysis.rows, figures_dir / "miou_flops.png"),
         plot_fpi(analysis.rows, analysis.optimal, figures_dir / "fpi.png"),
         plot_drops(

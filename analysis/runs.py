@@ -70,6 +70,9 @@ RUN_COLUMNS: tuple[str, ...] = (
 CONTEXT_KEYS: tuple[str, ...] = ("backbone", "input_size", "decoder_prune_rate", "truncation")
 #: Name of the per-run spectrum artifact (contract: SpectrumAccumulator.to_frame()).
 SPECTRUM_CSV = "spectrum.csv"
+#: Its optional column: the band profile at initialisation (contract:
+#: ``trainables.trial.INIT_PROFILE_COLUMN``; absent in files written before it existed).
+INIT_PROFILE_COLUMN = "band_profile_init"
 #: Tag that marks a run's role; analysis runs are skipped when reading trials.
 ROLE_TAG = "spectral_sweep.role"
 ANALYSIS_ROLE = "analysis"
@@ -416,6 +419,7 @@ def _run_lrg(run: Mapping[str, Any], run_id: str) -> int:
 def read_spectrum(uri: str | None, tracking_uri: str | None = None) -> pd.DataFrame | None:
     """A run's ``spectrum.csv`` (columns ``k, r_ce, ...``) from a path or artifact URI.
 
+    ``band_profile_init`` is optional: files written before it load as they are, without it.
     Returns None when there is none (no artifact, unreadable, or without ``k``/``r_ce``).
     """
     import pandas as pd
@@ -444,8 +448,13 @@ def read_spectrum(uri: str | None, tracking_uri: str | None = None) -> pd.DataFr
 
 
 def _valid_spectrum(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Sorted by ``k``; ``band_profile_init``, when present, as floats (blank -> NaN)."""
+    import pandas as pd
+
     if "k" not in frame or "r_ce" not in frame or frame.empty:
         return None
+    if INIT_PROFILE_COLUMN in frame:
+        frame[INIT_PROFILE_COLUMN] = pd.to_numeric(frame[INIT_PROFILE_COLUMN], errors="coerce")
     return frame.sort_values("k").reset_index(drop=True)
 
 

@@ -12,7 +12,10 @@ Definitions (``/work/shared/DESIGN.md``):
   below the image's native band, a pixel-wise run of the same setting is the reference instead.
 - Relative drop = (mIoU_ref - mIoU) / mIoU_ref; its regressor is the row's own ``r_ce`` when the
   input gives one, else R_ce of the reference run at the row's band (``(lrg - 1) // 2`` for
-  truncation, ``annotation_nu_max`` for annotation). Reference rows are points (0, 0).
+  truncation, ``annotation_nu_max`` for annotation). A reference row is the point
+  (R_ce of the reference at its own band, 0): e.g. (0.008, 0) for PASCAL at LRG 129 (paper
+  Fig. 5: "each line consists of 7 data with LRG sizes 129 ... 17"); R_ce is 0 only at the
+  image's own band (256 at 513), not at the decoder's native grid.
 - The estimator is the least-squares line over every point with R_ce < ``r_ce_max``.
 
 Context columns (backbone, input size, decoder prune rate, truncation mode) split groups too
@@ -251,7 +254,7 @@ def _attach_curve(group: Group, load_spectra: bool) -> None:
     if points:
         group.curve, group.curve_source = points, "r_ce_nu metrics"
         return
-    given = group.rows.loc[group.rows["r_ce"].notna() & (group.rows["run_id"] != ref["run_id"])]
+    given = group.rows.loc[group.rows["r_ce"].notna()]
     if not given.empty:
         group.curve = {
             int(nu): float(r) for nu, r in zip(given["nu_max"], given["r_ce"], strict=True)
@@ -317,13 +320,9 @@ def drop_table(groups: list[Group], r_ce_max: float = DEFAULT_R_CE_MAX) -> pd.Da
         missing: list[float] = []
         for row in members:
             is_ref = row["run_id"] == ref["run_id"]
-            if is_ref:
-                drop, r_ce = 0.0, 0.0
-            else:
-                drop = (ref["miou"] - row["miou"]) / ref["miou"]
-                r_ce = (
-                    row["r_ce"] if not _isnan(row["r_ce"]) else curve_at(group.curve, row["nu_max"])
-                )
+            drop = 0.0 if is_ref else (ref["miou"] - row["miou"]) / ref["miou"]
+            # the reference too sits at its own band's R_ce (e.g. 0.008 at LRG 129), not at 0
+            r_ce = row["r_ce"] if not _isnan(row["r_ce"]) else curve_at(group.curve, row["nu_max"])
             if _isnan(r_ce):
                 missing.append(float(row["nu_max"]))
             records.append(
@@ -383,6 +382,11 @@ def fit_drops(
     # a pixel-wise reference shared by a truncation and an annotation group is one point
     drops = drops.drop_duplicates("run_id")
     points = drops.loc[drops["r_ce"].notna() & (drops["r_ce"] < r_ce_max)]
+    if bool(points["is_reference"].all()):  # references only: every drop is 0 by definition
+        raise InputError(
+            f"cannot fit the estimator: only reference runs (drop 0) have R_ce < {r_ce_max}; "
+            "expected truncated or block-wise runs beside them"
+        )
     fitted_on: dict[str, Any] = {
         "datasets": sorted(str(v) for v in points["dataset"].unique()),
         "models": sorted(str(v) for v in points["model"].unique()),

@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "flops",
     "spectrum",
+    "spg",
     "analyze",
     "plan",
 )

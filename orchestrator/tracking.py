@@ -9,7 +9,9 @@ The schema (tags, params, metric names, artifacts) is the project's contract wit
 - params = every :class:`~trainables.config.TrialConfig` field (None as "None"), plus
   ``lrg_effective`` and ``native_lrg``;
 - metrics = ``TrialReport.metrics`` per evaluation, step = epoch;
-- artifacts ``spectrum.csv``, ``spectrum.png``, ``per_class_iou.json`` of the final evaluation.
+- artifacts ``spectrum.csv``, ``spectrum.png``, ``per_class_iou.json`` of the final evaluation;
+  ``spectrum.csv`` is the report's spectrum frame as is, so it carries ``band_profile_init``
+  (the profile at initialisation; NaN for trials resumed from checkpoints older than it).
 
 During a sweep the only writer is the driver (:class:`orchestrator.tune.MlflowTrackingCallback`
 calls these functions), so trials never contend on a SQLite file; writes still retry on
@@ -457,7 +459,11 @@ def log_trial_run(
 def write_trial_artifacts(
     directory: str | Path, spectrum: pd.DataFrame | None, per_class_iou: Sequence[float]
 ) -> None:
-    """Write ``spectrum.csv`` and ``per_class_iou.json`` (NaN -> null) into ``directory``."""
+    """Write ``spectrum.csv`` and ``per_class_iou.json`` (NaN -> null) into ``directory``.
+
+    ``spectrum.csv`` keeps every column of ``spectrum`` (``band_profile_init`` included; its NaN
+    bands are written empty and read back as NaN).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if spectrum is not None:

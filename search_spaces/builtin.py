@@ -18,7 +18,15 @@ PAPER_PER_DATASET: dict[str, dict[str, Any]] = {
     "deepglobe": {"lr": 0.007, "epochs": 600, "num_classes": 7},
     "cityscapes": {"lr": 0.001, "epochs": 200, "num_classes": 19},
 }
-PAPER_FIXED: dict[str, Any] = {"backbone": "resnet101", "input_size": 513, "batch_size": 8}
+#: ImageNet-pretrained encoders as the paper trains them (``--set pretrained=PATH`` for a local
+#: file), and FLOPs on the paper's Table 2 scale.
+PAPER_FIXED: dict[str, Any] = {
+    "backbone": "resnet101",
+    "input_size": 513,
+    "batch_size": 8,
+    "pretrained": "true",
+    "flops_convention": "paper",
+}
 PAPER_LRGS = [129, 97, 81, 65, 49, 33, 17]
 PAPER_PRUNE_RATES = [0.0, 0.2, 0.4, 0.6]
 PAPER_ANNOTATION_NU = [256, 32, 16, 8]

@@ -43,21 +43,23 @@ def line_rows(
     ref_miou: float = 0.8,
     model: str = "deeplabv3plus",
     prune_rate: float = 0.0,
+    ref_r_ce: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """One LRG group whose drops are exactly ``slope * r_ce`` (reference: largest LRG)."""
+    """One LRG group whose drops are exactly ``slope * (r_ce - ref_r_ce)`` (reference: largest
+    LRG, its own R_ce ``ref_r_ce`` in the r_ce column: a point (ref_r_ce, 0) on the line)."""
     native = max(gflops)
     rows = []
     for s in sorted(gflops, reverse=True):
-        r = 0.0 if s == native else r_ce[s]
+        r = ref_r_ce if s == native else r_ce[s]
         rows.append(
             {
                 "model": model,
                 "dataset": dataset,
                 "prune_rate": prune_rate,
                 "lrg": s,
-                "miou": ref_miou * (1 - slope * r),
+                "miou": ref_miou * (1 - slope * (r - ref_r_ce)),
                 "gflops": gflops[s],
-                "r_ce": "" if s == native else r,
+                "r_ce": r,
             }
         )
     return rows
@@ -205,7 +207,9 @@ def test_optimal_lrg_is_fpi_argmin_per_group(tmp_path: Path) -> None:
 
 
 def test_pipeline_fit_exact_with_reference_rows(tmp_path: Path) -> None:
-    rows = line_rows("voc", 0.5, R_CE, GFLOPS) + line_rows("deepglobe", 0.5, R_CE, GFLOPS)
+    # each reference sits at its own band's R_ce (0.004), drop 0: the line is 0.5 (R_ce - 0.004)
+    rows = line_rows("voc", 0.5, R_CE, GFLOPS, ref_r_ce=0.004)
+    rows += line_rows("deepglobe", 0.5, R_CE, GFLOPS, ref_r_ce=0.004)
     # LRG 3 (R_ce 0.3 >= 0.2) is off the line and must not bend the fit
     for row in rows:
         if row["lrg"] == 3:
@@ -214,12 +218,13 @@ def test_pipeline_fit_exact_with_reference_rows(tmp_path: Path) -> None:
     est = analysis.estimator
     assert est is not None
     assert est.slope == pytest.approx(0.5, abs=1e-9)
-    assert est.intercept == pytest.approx(0.0, abs=1e-9)
+    assert est.intercept == pytest.approx(-0.5 * 0.004, abs=1e-9)
     assert est.r2 == pytest.approx(1.0, abs=1e-9)
     assert est.n == 8  # 2 groups x (reference + 3 points below 0.2)
     assert est.fitted_on["datasets"] == ["deepglobe", "voc"]
     refs = analysis.drops.loc[analysis.drops["is_reference"]]
-    assert (refs["drop"] == 0).all() and (refs["r_ce"] == 0).all() and len(refs) == 2
+    assert (refs["drop"] == 0).all() and len(refs) == 2
+    assert refs["r_ce"].tolist() == [0.004, 0.004]  # the CSV's r_ce, not 0
     excluded = analysis.drops.loc[~analysis.drops["in_fit"]]
     assert excluded["lrg"].tolist() == [3, 3]
 

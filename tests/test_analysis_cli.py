@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -22,7 +23,23 @@ INPUT_SIZE = 65  # native grid 17, image bands 0..32
 NATIVE = 17
 LRGS = (17, 13, 9, 5, 3)
 DATASETS = {"synthetic-smooth": 0.6, "synthetic-fine": 1.2}  # R_ce scale of each data set
-SLOPE = 0.5  # every run's drop is exactly SLOPE * R_ce of its reference
+SLOPE = 0.5  # every run's drop is SLOPE * (its R_ce - the reference's own R_ce)
+REF_BAND = (NATIVE - 1) // 2  # the truncation reference's own band: R_ce there is not 0
+
+
+def truncation_points(scale: float) -> list[tuple[float, float]]:
+    """(R_ce, drop) of one LRG group, the reference's own point (R_ce at band 8, 0) included."""
+    curve = r_ce_curve(scale)
+    return [(curve[(s - 1) // 2], SLOPE * (curve[(s - 1) // 2] - curve[REF_BAND])) for s in LRGS]
+
+
+def expected_fit(points: list[tuple[float, float]], r_ce_max: float = 0.2) -> dict[str, float]:
+    """Least squares by numpy over the points below ``r_ce_max``: slope, intercept, R^2."""
+    kept = np.array([p for p in points if p[0] < r_ce_max])
+    slope, intercept = np.polyfit(kept[:, 0], kept[:, 1], 1)
+    residual = kept[:, 1] - (slope * kept[:, 0] + intercept)
+    r2 = 1 - (residual**2).sum() / ((kept[:, 1] - kept[:, 1].mean()) ** 2).sum()
+    return {"slope": float(slope), "intercept": float(intercept), "r2": float(r2)}
 
 
 def r_ce_curve(scale: float) -> dict[int, float]:
@@ -57,16 +74,16 @@ def csv_rows() -> list[dict[str, Any]]:
     for dataset, scale in DATASETS.items():
         curve = r_ce_curve(scale)
         for s in LRGS:
-            r = 0.0 if s == NATIVE else curve[(s - 1) // 2]
+            r = curve[(s - 1) // 2]  # the reference's row too: its own band's R_ce
             rows.append(
                 {
                     "model": "dan",
                     "dataset": dataset,
                     "prune_rate": 0.0,
                     "lrg": s,
-                    "miou": 0.8 * (1 - SLOPE * r),
+                    "miou": 0.8 * (1 - SLOPE * (r - curve[REF_BAND])),
                     "gflops": 1.0 + 0.05 * s,
-                    "r_ce": "" if s == NATIVE else r,
+                    "r_ce": r,
                 }
             )
     return rows
@@ -81,8 +98,11 @@ def test_analyze_from_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     for name in ("estimator.json", "optimal_lrg.csv", "report.md", "report.html"):
         assert (out / name).is_file(), name
     est = Estimator.from_json(out / "estimator.json")
-    assert est.slope == pytest.approx(SLOPE, abs=1e-9)
-    assert est.intercept == pytest.approx(0.0, abs=1e-9)
+    points = [p for scale in DATASETS.values() for p in truncation_points(scale)]
+    fit = expected_fit(points)
+    assert est.slope == pytest.approx(fit["slope"], abs=1e-9)
+    assert est.intercept == pytest.approx(fit["intercept"], abs=1e-9)
+    assert est.r2 == pytest.approx(fit["r2"], abs=1e-9)
     optimal = pd.read_csv(out / "optimal_lrg.csv")
     assert list(optimal.columns) == [
         "model",
@@ -99,7 +119,7 @@ def test_analyze_from_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     markdown = (out / "report.md").read_text()
     assert "figures/drops.png" in markdown and (out / "figures" / "drops.png").is_file()
     assert "Leave-one-dataset-out" in markdown
-    assert "synthetic-fine" in printed and "estimator: drop = 0.5000" in printed
+    assert "synthetic-fine" in printed and f"estimator: drop = {est.slope:.4f}" in printed
 
 
 def test_analyze_csv_errors_are_one_line(
@@ -196,7 +216,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     for dataset, scale in DATASETS.items():
         curve = r_ce_curve(scale)
         for s in LRGS:
-            miou = 0.8 * (1 - SLOPE * (0.0 if s == NATIVE else curve[(s - 1) // 2]))
+            miou = 0.8 * (1 - SLOPE * (curve[(s - 1) // 2] - curve[REF_BAND]))
             config = base | {"dataset": dataset, "lrg": None if s == NATIVE else s}
             trial = f"t{n:03d}"
             n += 1
@@ -249,9 +269,15 @@ def test_analyze_from_mlflow(
     captured = capsys.readouterr()
     assert "1 unfinished run" in captured.err and "1 run(s) with NaN mIoU" in captured.err
     est = Estimator.from_json(out / "estimator.json")
-    assert est.slope == pytest.approx(SLOPE, abs=1e-9)
-    assert est.intercept == pytest.approx(0.0, abs=1e-9)
-    assert est.r2 == pytest.approx(1.0, abs=1e-9)
+    # truncation groups: references at (R_ce(8), 0); annotation: its pixel-wise reference at
+    # band 32, the image's own band, where R_ce is 0
+    annotation = [(r_ce_curve(0.6)[nu], SLOPE * r_ce_curve(0.6)[nu]) for nu in (32, 4, 2)]
+    fit = expected_fit(
+        [p for scale in DATASETS.values() for p in truncation_points(scale)] + annotation
+    )
+    assert est.slope == pytest.approx(fit["slope"], abs=1e-9)
+    assert est.intercept == pytest.approx(fit["intercept"], abs=1e-9)
+    assert est.r2 == pytest.approx(fit["r2"], abs=1e-9)
     assert est.fitted_on["kinds"] == ["annotation", "truncation"]
     assert set(est.fitted_on["datasets"]) == set(DATASETS)
     optimal = pd.read_csv(out / "optimal_lrg.csv")
@@ -272,7 +298,7 @@ def test_analyze_from_mlflow(
     assert run.info.run_name == "analysis" and run.info.status == "FINISHED"
     logged = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"estimator.json", "optimal_lrg.csv", "report.md", "report.html", "figures"} <= logged
-    assert run.data.metrics["estimator_slope"] == pytest.approx(SLOPE)
+    assert run.data.metrics["estimator_slope"] == pytest.approx(est.slope)
     assert _trial_state(store.uri, store.trial_ids) == before  # trial runs untouched
 
     # a second analysis reads the same trials (the analysis run is not a trial)
@@ -308,6 +334,7 @@ def test_plan_from_mlflow(store: Store, tmp_path: Path, capsys: pytest.CaptureFi
     curve = r_ce_curve(DATASETS["synthetic-fine"])
     assert rows[9]["r_ce"] == pytest.approx(curve[4])  # from the spectrum.csv artifact
     assert rows[17]["predicted_drop"] == 0.0 and rows[17]["predicted_miou"] == pytest.approx(0.8)
+    assert rows[17]["r_ce"] == pytest.approx(curve[REF_BAND]) and curve[REF_BAND] > 0
     assert rows[5]["predicted_miou"] == pytest.approx(0.8 * (1 - SLOPE * curve[2]))
     flops = architecture_flops("deeplabv3plus", "resnet18", INPUT_SIZE, 4, 9, 0.0, 0.0).gflops
     assert rows[9]["gflops"] == pytest.approx(flops)

@@ -100,7 +100,7 @@ def paper_rows() -> list[dict[str, Any]]:
                         "miou": float(miou) / 100,
                         "gflops": GFLOPS[model][float(prune)][LRGS.index(s)],
                         "annotation_nu_max": "",
-                        "r_ce": "" if s == 129 else r_ce,
+                        "r_ce": r_ce,  # LRG 129 too: the reference at its own band (0.008)
                     }
                 )
     for (model, dataset), percents in TABLE_3.items():
@@ -131,8 +131,15 @@ def test_paper_truncation_fit_matches_fig_5b(paper_csv: Path) -> None:
     runs = load_runs_csv(paper_csv)
     truncation = runs.loc[runs["annotation_nu_max"].isna()]
     assert len(truncation) == 2 * 3 * 4 * 7
-    est = analyze(truncation).estimator
+    analysis = analyze(truncation)
+    est = analysis.estimator
     assert est is not None
+    refs = analysis.drops.loc[analysis.drops["is_reference"]]
+    assert len(refs) == 24 and (refs["drop"] == 0).all()
+    voc = refs.loc[(refs["dataset"] == "voc") & (refs["model"] == "deeplabv3plus"), "r_ce"]
+    assert voc.tolist() == [0.008] * 4  # Fig. 5: each line holds 7 points, 129 included
+    # all 168 but Cityscapes' R_ce >= 0.2 (DeepLab LRG 33, 17; DAN 49, 33, 17; 4 prune rates)
+    assert est.n == 168 - 4 * 5
     # paper: 0.6725 R_ce + 0.0022, R^2 0.91 (Fig. 5b); Table 4 is rounded to 0.1 %
     assert est.slope == pytest.approx(PAPER_ESTIMATOR.slope, abs=0.08)
     assert est.intercept == pytest.approx(PAPER_ESTIMATOR.intercept, abs=0.005)

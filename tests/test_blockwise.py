@@ -7,7 +7,6 @@ from fractions import Fraction
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from trainables.data import blockwise_grid, blockwise_labels
 from trainables.errors import InputError
@@ -16,7 +15,8 @@ IGNORE = 255
 
 
 def reference(labels: torch.Tensor, nu_max: int, num_classes: int) -> torch.Tensor:
-    """Brute force: exact area overlaps (Fractions), first-max vote, F.interpolate nearest."""
+    """Brute force: exact area overlaps (Fractions), first-max vote, and each pixel back from
+    the cell that holds its centre (found by scanning the cells' exact bounds)."""
     height, width = labels.shape
     grid_h, grid_w = min(2 * nu_max + 1, height), min(2 * nu_max + 1, width)
 
@@ -40,8 +40,14 @@ def reference(labels: torch.Tensor, nu_max: int, num_classes: int) -> torch.Tens
                         votes[label] += wy * wx
             if max(votes) > 0:
                 grid[i, j] = votes.index(max(votes))  # first maximum: smallest class wins ties
-    up = F.interpolate(grid[None, None].float(), size=(height, width), mode="nearest")
-    return up[0, 0].long()
+
+    def centre_cell(pixel: int, size: int, cells: int) -> int:
+        centre = Fraction(2 * pixel + 1, 2)  # the pixel's centre, in pixel units
+        return next(c for c in range(cells) if centre < Fraction((c + 1) * size, cells))
+
+    rows = [centre_cell(h, height, grid_h) for h in range(height)]
+    cols = [centre_cell(w, width, grid_w) for w in range(width)]
+    return grid[torch.tensor(rows)[:, None], torch.tensor(cols)[None, :]]
 
 
 def random_labels(
@@ -76,9 +82,32 @@ def test_partial_pixels_count_by_area_when_the_side_is_not_a_multiple() -> None:
     # cell 1 = [5/3, 10/3): class 1 weight 1/3 + 1 = 4/3, class 0 weight 1/3 -> 1
     # cell 2 = [10/3, 5): class 0 weight 5/3 -> 0
     out = blockwise_labels(labels, 1)
-    # nearest upsampling (F.interpolate): pixel w shows cell floor(3 w / 5) = 0, 0, 1, 1, 2
-    assert out[0].tolist() == [0, 0, 1, 1, 0]
+    # up-sampling by pixel centre: centres 0.5 .. 4.5 px lie in cells 0, 0, 1, 2, 2 (bounds at
+    # 5/3 and 10/3 px); pixel 3 spans [3, 4): 2/3 of it, and its centre, in cell 2
+    assert out[0].tolist() == [0, 0, 1, 0, 0]
     assert torch.equal(out, reference(labels, 1, 2))
+
+
+def test_both_steps_use_one_cell_geometry() -> None:
+    """Every pixel wholly inside one cell takes that cell's label (a constant block per cell,
+    also at sides that are not multiples of the grid), and at H = 5, s = 3 pixel 3 takes cell 2."""
+    labels = torch.tensor([[0, 0, 1, 2, 2]]).repeat(5, 1)
+    out = blockwise_labels(labels, 1)
+    assert out[0, 3] == 2  # top-left-corner assignment gave cell 1's label (1) here
+    for size, nu in ((7, 1), (10, 2), (13, 3), (29, 4)):
+        grid = 2 * nu + 1
+        gen = torch.Generator().manual_seed(size)
+        cells = torch.randint(0, 4, (grid, grid), generator=gen)
+        bounds = [i * size / grid for i in range(grid + 1)]
+        # labels constant on each cell's interior pixels; straddling pixels random
+        image = torch.randint(0, 4, (size, size), generator=gen)
+        for i in range(grid):
+            for j in range(grid):
+                rows = [h for h in range(size) if bounds[i] <= h and h + 1 <= bounds[i + 1]]
+                cols = [w for w in range(size) if bounds[j] <= w and w + 1 <= bounds[j + 1]]
+                image[torch.tensor(rows)[:, None], torch.tensor(cols)[None, :]] = cells[i, j]
+        out = blockwise_labels(image, nu, num_classes=4)
+        assert torch.equal(out, reference(image, nu, 4))
 
 
 @pytest.mark.parametrize(

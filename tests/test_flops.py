@@ -9,8 +9,11 @@ import torch
 from torch import nn
 
 from orchestrator.cli import main
+from trainables.config import TrialConfig
+from trainables.errors import InputError
 from trainables.flops import FlopsReport, architecture_flops, count_flops, measure
 from trainables.models import SegmentationModel, build_model
+from trainables.table2 import PAPER_TABLE2, TABLE2_LRGS, TABLE2_SETUPS, Table2Cell, reproduce_table2
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -231,3 +234,129 @@ def test_r101_output_stride_32_matches_paper_table_2() -> None:
     report = architecture_flops("deeplabv3plus", "resnet101", 513, 21, output_stride=32)
     assert report.gflops == pytest.approx(139, rel=0.03)
     assert report.encoder_gflops == pytest.approx(95.6, rel=0.03)
+
+
+# --- FLOPs conventions and the paper's Table 2 ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def table2() -> list[Table2Cell]:
+    """All 56 cells of Table 2 counted under the paper convention (cached for the CLI test)."""
+    return reproduce_table2("paper")
+
+
+@pytest.mark.slow
+def test_paper_convention_reproduces_every_cell_of_table_2(table2: list[Table2Cell]) -> None:
+    """The published figures (an independent source): unpruned rows within 3 %, pruned 5 %."""
+    assert len(table2) == 56
+    assert {(c.model, c.prune_rate, c.lrg) for c in table2} == {
+        (m, r, s) for m in PAPER_TABLE2 for r, _ in TABLE2_SETUPS for s in TABLE2_LRGS
+    }
+    for cell in table2:
+        bound = 0.03 if cell.prune_rate == 0 else 0.05
+        assert abs(cell.error) <= bound, cell
+
+
+@pytest.mark.slow
+def test_cli_table2_prints_both_tables(
+    table2: list[Table2Cell], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["flops", "--table2", "--convention", "paper", "--json"]) == 0
+    out, err = capsys.readouterr()
+    rows = json.loads(out)
+    assert [(r["model"], r["lrg"], r["gflops"]) for r in rows] == [
+        (c.model, c.lrg, c.gflops) for c in table2
+    ]
+    assert "56/56" in err
+    assert main(["flops", "--table2", "--convention", "paper"]) == 0
+    text = capsys.readouterr().out
+    assert "deeplabv3plus: GFLOPs ours / paper" in text and "dan: GFLOPs ours / paper" in text
+    assert "/139" in text and "/27" in text
+
+
+@pytest.mark.slow
+def test_compact_convention_is_the_trained_stride_and_counts_more() -> None:
+    """Default: the trained output stride 16 (encoder ~142.5); pruned, the compact count keeps
+    the residual-stream convs whole, so it is above the paper's count."""
+    compact = architecture_flops("deeplabv3plus", "resnet101", 513, 21)
+    assert compact.encoder_gflops == pytest.approx(142.5, rel=0.03)
+    pruned_compact = architecture_flops(
+        "deeplabv3plus", "resnet101", 513, 21, 65, 0.4, 0.2, output_stride=32
+    )
+    pruned_paper = architecture_flops(
+        "deeplabv3plus", "resnet101", 513, 21, 65, 0.4, 0.2, convention="paper"
+    )
+    assert pruned_paper.decoder_gflops == pytest.approx(pruned_compact.decoder_gflops)
+    assert pruned_paper.encoder_gflops < 0.95 * pruned_compact.encoder_gflops
+    assert pruned_paper.params == pruned_compact.params
+
+
+def test_paper_convention_skips_the_block_outputs_by_hand() -> None:
+    """On a tiny ResNet: the paper count equals the compact count (stride 32) minus, for every
+    block's last conv, floor(p n) / n of its multiply-adds counted by hand (in x out x k^2 x HW)."""
+    rate = 0.5
+    compact = architecture_flops("dan", "resnet18", 65, 3, None, rate, 0.0, output_stride=32)
+    paper = architecture_flops("dan", "resnet18", 65, 3, None, rate, 0.0, convention="paper")
+    model = build_model("dan", backbone="resnet18", num_classes=3, output_stride=32)
+    from trainables.compaction import FoldedConv2d, prune_for_counting
+
+    small = prune_for_counting(model, rate, 0.0)
+    assert all(isinstance(conv, FoldedConv2d) for conv, _bn in small.encoder.block_outputs())
+    sizes: dict[nn.Module, tuple[int, int]] = {}
+    hooks = [
+        conv.register_forward_hook(
+            lambda m, _i, out: sizes.__setitem__(m, (out.shape[-2], out.shape[-1]))
+        )
+        for conv, _bn in small.encoder.block_outputs()
+    ]
+    with torch.no_grad():
+        small.eval()(torch.zeros(1, 3, 65, 65))
+    for hook in hooks:
+        hook.remove()
+    saved = 0.0
+    for conv, _bn in small.encoder.block_outputs():
+        h, w = sizes[conv]
+        n = conv.out_channels
+        # the conv, plus its one-channel fold map (it consumes conv1's pruned channels: 3x3,
+        # padded), and its BN at 2 per element; each loses floor(p n) / n
+        k = conv.kernel_size[0] * conv.kernel_size[1]
+        macs = (conv.in_channels + 1) * n * k * h * w
+        saved += macs * (n // 2) / n + 2 * h * w * (n // 2)
+    assert len(sizes) == 8  # resnet18: 8 basic blocks
+    assert compact.gmacs - paper.gmacs == pytest.approx(saved / 1e9, rel=1e-6)
+    assert paper.decoder_gmacs == pytest.approx(compact.decoder_gmacs)
+
+
+def test_bad_conventions_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["flops", "--convention", "honest"]) == 2
+    assert (
+        "unknown FLOPs convention 'honest'; choose from compact, paper" in capsys.readouterr().err
+    )
+    assert main(["flops", "--convention", "paper", "--output-stride", "16"]) == 2
+    assert "conflicts with FLOPs convention 'paper'" in capsys.readouterr().err
+    with pytest.raises(InputError, match="flops_convention='x'"):
+        TrialConfig(flops_convention="x")  # type: ignore[arg-type]
+
+
+def test_new_convention_field_leaves_earlier_keys_alone() -> None:
+    """Keys recorded before the field existed (value from the previous release) stay valid."""
+    assert TrialConfig().key() == "83fa4688536d15e3"
+    assert TrialConfig(flops_convention="paper").key() != TrialConfig().key()
+
+
+@pytest.mark.parametrize("name", ["deeplabv3plus", "dan"])
+@pytest.mark.parametrize(("lrg", "rate", "decoder_rate"), [(None, 0.0, 0.0), (5, 0.4, 0.2)])
+def test_split_count_equals_one_trace_of_the_whole_network(
+    name: str, lrg: int | None, rate: float, decoder_rate: float
+) -> None:
+    """architecture_flops traces encoder and decoder apart; the sum is one whole-network trace."""
+    from trainables.compaction import prune_for_counting
+
+    split = architecture_flops(name, "resnet18", 65, 5, lrg, rate, decoder_rate)
+    torch.manual_seed(0)
+    net = build_model(name, backbone="resnet18", num_classes=5)
+    if rate:
+        net = prune_for_counting(net, rate, decoder_rate)
+    net.lrg = lrg
+    whole = measure(net, 65)
+    assert split == whole

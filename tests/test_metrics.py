@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -86,7 +87,9 @@ def test_identical_maps_score_one() -> None:
     assert [result["per_class_boundary_iou"][c] for c in present] == [1.0] * len(present)
 
 
-def test_predictions_at_ignored_pixels_do_not_count() -> None:
+def test_predictions_at_ignored_pixels_do_not_count_in_iou() -> None:
+    """mIoU and pixel accuracy ignore predictions at void pixels. (Boundary IoU may see them:
+    they shape the predicted mask's boundary, as in the reference implementation.)"""
     pred, target = random_maps(2, 4, 32, seed=2, ignore=0.3)
     ignored = target == IGNORE
     scrambled = pred.clone()
@@ -94,7 +97,70 @@ def test_predictions_at_ignored_pixels_do_not_count() -> None:
     first, second = SegmentationMetrics(4), SegmentationMetrics(4)
     first.update(pred, target)
     second.update(scrambled, target)
-    assert_same(first.compute(), second.compute())
+    a, b = first.compute(), second.compute()
+    for key in ("miou", "per_class_iou", "pixel_acc"):
+        assert_same({key: a[key]}, {key: b[key]})
+
+
+# --- boundary IoU with void: against an independent implementation ---------------------------
+
+
+def reference_boundary(mask: np.ndarray, ratio: float) -> np.ndarray:
+    """boundary-iou-api's ``mask_to_boundary``, rewritten in numpy: pad the mask by one zero
+    pixel, erode d times with a 3 x 3 square, crop, subtract."""
+    h, w = mask.shape
+    d = max(1, round(float(ratio * np.sqrt(h**2 + w**2))))
+    padded = np.pad(mask.astype(np.uint8), 1)
+    for _ in range(d):  # one 3 x 3 erosion (outside the padded image counts as foreground)
+        grown = np.pad(padded, 1, constant_values=1)
+        windows = [grown[i : i + h + 2, j : j + w + 2] for i in range(3) for j in range(3)]
+        padded = np.minimum.reduce(windows)
+    return mask.astype(np.uint8) - padded[1 : h + 1, 1 : w + 1]
+
+
+def reference_boundary_iou(
+    preds: list[np.ndarray], targets: list[np.ndarray], classes: int, ratio: float = 0.02
+) -> float:
+    """Per class: boundaries of the full masks, void pixels out of the counts, summed over
+    images, then the mean over classes with a non-empty union."""
+    inter, union = np.zeros(classes), np.zeros(classes)
+    for pred, target in zip(preds, targets, strict=True):
+        valid = target != IGNORE
+        for c in range(classes):
+            g = reference_boundary(target == c, ratio).astype(bool)
+            p = reference_boundary(pred == c, ratio).astype(bool)
+            inter[c] += (g & p & valid).sum()
+            union[c] += ((g | p) & valid).sum()
+    seen = union > 0
+    return float((inter[seen] / union[seen]).mean())
+
+
+def void_banded(size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """VOC-like maps: blobs whose borders carry a void band 5 px wide in the target; the
+    prediction is the un-banded truth slightly perturbed."""
+    g = torch.Generator().manual_seed(seed)
+    field = F.avg_pool2d(torch.randn(1, 3, size, size, generator=g), 15, 1, 7)
+    truth = field.argmax(1)[0]
+    edge = boundary_region(torch.stack([truth == c for c in range(3)]), 2).any(0)
+    target = truth.masked_fill(edge, IGNORE)
+    noise = torch.randn(1, 3, size, size, generator=g) * 0.02
+    pred = (field + noise).argmax(1)[0]
+    return pred, target
+
+
+def test_boundary_iou_with_void_bands_matches_the_reference_implementation() -> None:
+    maps = [void_banded(129, seed) for seed in range(3)]
+    metrics = SegmentationMetrics(3)
+    for pred, target in maps:
+        metrics.update(pred, target)
+    ours = metrics.compute()["boundary_iou"]
+    expected = reference_boundary_iou([p.numpy() for p, _ in maps], [t.numpy() for _, t in maps], 3)
+    assert ours == pytest.approx(expected, rel=1e-12)
+    # cutting the prediction at void pixels first (the old way) makes every void edge a
+    # boundary of both masks and inflates the score
+    cut = [np.where(t.numpy() == IGNORE, IGNORE, p.numpy()) for p, t in maps]
+    inflated = reference_boundary_iou(cut, [t.numpy() for _, t in maps], 3)
+    assert inflated > ours + 0.02
 
 
 def test_predicted_ignore_is_a_miss() -> None:

@@ -62,10 +62,10 @@ class FoldedConv2d(nn.Conv2d):
         folded = cls(
             conv.in_channels,
             conv.out_channels,
-            conv.kernel_size,  # type: ignore[arg-type]
-            stride=conv.stride,  # type: ignore[arg-type]
-            padding=conv.padding,  # type: ignore[arg-type]
-            dilation=conv.dilation,  # type: ignore[arg-type]
+            conv.kernel_size,
+            stride=conv.stride,
+            padding=conv.padding,
+            dilation=conv.dilation,
             bias=conv.bias is not None,
             device=weight.device,
             dtype=weight.dtype,

@@ -19,6 +19,8 @@ from typing import Any, Literal, get_args
 from trainables.errors import InputError
 
 TruncationMode = Literal["train", "posthoc"]
+#: How a trial's FLOPs are counted (``trainables.flops.FLOPS_CONVENTIONS`` describes each).
+FlopsConvention = Literal["compact", "paper"]
 DeviceName = Literal["auto", "cpu", "cuda"]
 
 #: Models and data sets the registries know; checked here so a sweep fails before it starts.
@@ -30,6 +32,9 @@ FIXED_NUM_CLASSES = {"voc": 21, "cityscapes": 19, "deepglobe": 7}
 MAX_PRUNE_RATE = 0.9
 #: Settings that change how a trial runs, not what it trains and measures (left out of its key).
 RUN_ONLY_FIELDS = frozenset({"device", "num_threads", "eval_every", "eval_lrgs"})
+#: Fields added after keys were first recorded: left out of the key at these defaults, so the
+#: keys of earlier runs (and their resume) stay valid.
+_KEY_OMITTED_DEFAULTS: dict[str, Any] = {"flops_convention": "compact"}
 
 
 def native_grid_size(input_size: int) -> int:
@@ -79,6 +84,9 @@ class TrialConfig:
     eval_length: int | None = None  # images in the evaluation set (synthetic size, or a limit)
     num_threads: int = 1  # CPU threads for this trial (one per trial, so trials share a machine)
     boundary_width: float = 0.02  # boundary IoU width as a fraction of the image diagonal
+    # "compact": FLOPs of the trained network (stride 16, pruned filters removed); "paper": the
+    # paper's Table 2 count (stride 32, SFP in He et al.'s ResNet setting); training is the same
+    flops_convention: FlopsConvention = "compact"
     extra: dict[str, Any] = field(default_factory=dict)  # data-set options (e.g. image_size)
 
     def __post_init__(self) -> None:
@@ -86,6 +94,7 @@ class TrialConfig:
         _check_choice("dataset", self.dataset, DATASET_NAMES)
         _check_choice("device", self.device, get_args(DeviceName))
         _check_choice("truncation", self.truncation, get_args(TruncationMode))
+        _check_choice("flops_convention", self.flops_convention, get_args(FlopsConvention))
         _check_range("input_size", self.input_size, 16, 4096)
         for name in ("epochs", "batch_size", "eval_every", "num_threads"):
             _check_range(name, getattr(self, name), 1, None)
@@ -153,7 +162,11 @@ class TrialConfig:
         Two configs that train and measure the same thing share a key, whichever sweep or
         strategy ran them: the MLflow tag ``spectral_sweep.config_key`` uses it to match runs.
         """
-        values = {k: v for k, v in self.canonical().to_dict().items() if k not in RUN_ONLY_FIELDS}
+        values = {
+            k: v
+            for k, v in self.canonical().to_dict().items()
+            if k not in RUN_ONLY_FIELDS and _KEY_OMITTED_DEFAULTS.get(k, object()) != v
+        }
         text = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 

@@ -12,6 +12,21 @@ not counted. The model is counted in eval mode on one zero image of ``input_size
 
 A model with zeroed (soft-pruned) filters is counted on its compact form
 (:func:`trainables.compaction.compact`), the network the pruned model really is.
+
+Two conventions (:data:`FLOPS_CONVENTIONS`) say how an architecture of a trial is counted:
+
+- ``compact`` (the default): the network the trial trains, at its output stride (16) and, when
+  pruned, physically compacted. This is what the trained model costs.
+- ``paper``: the paper's Table 2. Its encoder figure (95.6 GFLOPs at 513) is the ResNet-101 count
+  at output stride 32, and its pruned rows follow SFP in He et al.'s ResNet setting, which prunes
+  every conv inside a residual block at the encoder rate, the block's last conv (the one writing
+  the residual stream) included: that conv's zeroed filters are skipped (their channel adds a
+  constant to the stream), so its count and its BN's drop by ``floor(p n) / n``. The stem and
+  the shortcut convs stay whole. One more reading of the table: DAN at its native grid (the 129
+  column) is counted with its decoder unpruned (107 -> 78 -> 55 -> 37 is the encoder saving
+  alone, while every truncated column also loses the decoder's 20 %), so the convention does the
+  same. Training is unchanged (DESIGN.md: the residual stream is never pruned); only the count
+  differs.
 """
 
 from __future__ import annotations
@@ -20,12 +35,16 @@ import functools
 import logging
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 import torch
 from torch import nn
 
+from trainables.config import FlopsConvention
 from trainables.errors import InputError
+
+if TYPE_CHECKING:
+    from trainables.models import SegmentationModel
 
 #: fvcore handles pinned (see the module docstring); values are (input scale, output scale).
 _ELEMENTWISE_HANDLES: dict[str, tuple[float, float]] = {
@@ -33,6 +52,26 @@ _ELEMENTWISE_HANDLES: dict[str, tuple[float, float]] = {
     "aten::upsample_nearest2d": (0, 1),
     "aten::adaptive_avg_pool2d": (1, 0),
 }
+
+
+#: FLOPs conventions by name (module docstring): how an architecture's cost is counted.
+FLOPS_CONVENTIONS: dict[FlopsConvention, str] = {
+    "compact": "the trained network (output stride 16), pruned filters physically removed",
+    "paper": "the paper's Table 2: output stride 32, SFP counted in He et al.'s ResNet setting",
+}
+assert set(FLOPS_CONVENTIONS) == set(get_args(FlopsConvention))
+#: The output stride each convention counts at (None: the caller's, default 16).
+_CONVENTION_STRIDE: dict[FlopsConvention, int | None] = {"compact": None, "paper": 32}
+
+
+def check_convention(name: Any) -> FlopsConvention:
+    """``name`` if it is a FLOPs convention, else an :class:`InputError` listing them."""
+    for convention in FLOPS_CONVENTIONS:
+        if name == convention:
+            return convention
+    raise InputError(
+        f"unknown FLOPs convention {name!r}; choose from {', '.join(FLOPS_CONVENTIONS)}"
+    )
 
 
 class SplitModel(Protocol):
@@ -80,12 +119,12 @@ def _params(modules: list[nn.Module]) -> int:
     return sum(seen.values())
 
 
-def _fvcore_analysis(model: nn.Module, image: torch.Tensor) -> Any:
+def _fvcore_analysis(model: nn.Module, inputs: Any) -> Any:
     """An fvcore FlopCountAnalysis with our handles and no warnings."""
     from fvcore.nn import FlopCountAnalysis
     from fvcore.nn.jit_handles import elementwise_flop_counter
 
-    analysis = FlopCountAnalysis(model, image)
+    analysis = FlopCountAnalysis(model, inputs)
     for op, (in_scale, out_scale) in _ELEMENTWISE_HANDLES.items():
         analysis.set_op_handle(op, elementwise_flop_counter(in_scale, out_scale))
     analysis.unsupported_ops_warnings(False)
@@ -94,8 +133,14 @@ def _fvcore_analysis(model: nn.Module, image: torch.Tensor) -> Any:
     return analysis
 
 
-def measure(model: nn.Module, input_size: int) -> FlopsReport:
-    """Count ``model`` as it is (no compaction) on one ``input_size`` x ``input_size`` image."""
+def measure(
+    model: nn.Module, input_size: int, skipped: dict[nn.Module, float] | None = None
+) -> FlopsReport:
+    """Count ``model`` as it is (no compaction) on one ``input_size`` x ``input_size`` image.
+
+    ``skipped`` maps encoder modules to the fraction of their count a convention leaves out
+    (the paper's pruned residual-stream convs); parameters are always counted in full.
+    """
     split: SplitModel = model  # type: ignore[assignment]
     encoder, decoder = split.encoder_modules(), split.decoder_modules()
     names = {id(m): name for name, m in model.named_modules()}
@@ -118,6 +163,8 @@ def measure(model: nn.Module, input_size: int) -> FlopsReport:
     enc = sum(int(by_module.get(names[id(m)], 0)) for m in encoder)
     dec = sum(int(by_module.get(names[id(m)], 0)) for m in decoder)
     dec += total - enc - dec  # ops in neither list (none in our models) count as decoder work
+    saved = round(sum(by_module.get(names[id(m)], 0) * f for m, f in (skipped or {}).items()))
+    enc, total = enc - saved, total - saved
     return FlopsReport(
         gmacs=total / 1e9,
         gflops=2 * total / 1e9,
@@ -154,7 +201,7 @@ def _check_rates(prune_rate: float, decoder_prune_rate: float) -> None:
     validate_rate("decoder_prune_rate", decoder_prune_rate)
 
 
-@functools.lru_cache(maxsize=128)
+@functools.lru_cache(maxsize=256)
 def architecture_flops(
     model: str,
     backbone: str,
@@ -164,20 +211,66 @@ def architecture_flops(
     prune_rate: float = 0.0,
     decoder_prune_rate: float = 0.0,
     *,
-    output_stride: int = 16,
+    output_stride: int | None = None,
+    convention: str = "compact",
 ) -> FlopsReport:
     """FLOPs of an architecture (random weights, pruned by rate when a rate > 0), cached per key.
 
     The pruned structure depends only on the filter counts, so an untrained model pruned with
     ``prune_for_counting`` costs what the trained pruned model costs. The global RNG is left as
-    it was (the weights come from a forked generator). ``output_stride=32`` reproduces the
-    paper's encoder figure (95.6 GFLOPs for ResNet-101 + ASPP at 513; 142.5 at stride 16).
+    it was (the weights come from a forked generator). ``convention`` is a name of
+    :data:`FLOPS_CONVENTIONS`: ``paper`` counts at output stride 32 (95.6 GFLOPs for ResNet-101
+    + ASPP at 513; 142.5 at stride 16) with the paper's pruning count; ``compact`` at
+    ``output_stride`` (default 16).
+
+    The encoder (+ ASPP) and the decoder are traced apart: the encoder's count does not depend
+    on the LRG, so it is traced once per (network, input size, convention) and a sweep over LRGs
+    only traces the small decoder again (the sum equals one trace of the whole network).
     """
-    from trainables.models import build_model, validate_lrg
+    from trainables.models import validate_lrg
 
     check_input_size(input_size)
+    check_convention(convention)
+    output_stride = _stride(check_convention(convention), output_stride)
     if prune_rate or decoder_prune_rate:
         _check_rates(prune_rate, decoder_prune_rate)
+    probe = _counting_net(model, backbone, num_classes, output_stride, 0.0, 0.0)
+    native = probe.native_grid(input_size)
+    lrg = validate_lrg(lrg, native)
+    if convention == "paper":
+        decoder_prune_rate = _paper_decoder_rate(model, lrg, native, decoder_prune_rate)
+    key = (model, backbone, num_classes, output_stride, prune_rate, decoder_prune_rate)
+    net = _counting_net(*key)
+    enc, shapes = _encoder_count(*key, input_size, convention)
+    dec = _decoder_count(net, shapes, lrg, input_size)
+    return FlopsReport(
+        gmacs=(enc + dec) / 1e9,
+        gflops=2 * (enc + dec) / 1e9,
+        encoder_gmacs=enc / 1e9,
+        decoder_gmacs=dec / 1e9,
+        encoder_gflops=2 * enc / 1e9,
+        decoder_gflops=2 * dec / 1e9,
+        params=sum(p.numel() for p in net.parameters()),
+        encoder_params=_params(net.encoder_modules()),
+        decoder_params=_params(net.decoder_modules()),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _counting_net(
+    model: str,
+    backbone: str,
+    num_classes: int,
+    output_stride: int,
+    prune_rate: float,
+    decoder_prune_rate: float,
+) -> SegmentationModel:
+    """The network counted for a key: seeded random weights, pruned and compacted by rate.
+
+    Shared by every LRG of the key (only its ``lrg`` attribute changes between counts).
+    """
+    from trainables.models import build_model
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = build_model(
@@ -187,10 +280,115 @@ def architecture_flops(
             pretrained=False,
             output_stride=output_stride,
         )
-        net.lrg = validate_lrg(lrg, net.native_grid(input_size))
-        counted: nn.Module = net
         if prune_rate > 0 or decoder_prune_rate > 0:
             from trainables.compaction import prune_for_counting
 
-            counted = prune_for_counting(net, prune_rate, decoder_prune_rate)
-        return measure(counted, input_size)
+            net = prune_for_counting(net, prune_rate, decoder_prune_rate)
+    return net.eval()
+
+
+class _Encode(nn.Module):
+    """The encoder half of a segmentation model, as a module fvcore can trace."""
+
+    def __init__(self, net: SegmentationModel) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.net.encode(x)
+
+
+class _Decode(nn.Module):
+    """The decoder half, on given features, logits at ``out_size``."""
+
+    def __init__(self, net: SegmentationModel, out_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.net = net
+        self.out_size = out_size
+
+    def forward(self, low: torch.Tensor, mid: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
+        return self.net.decode((low, mid, deep), self.out_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _encoder_count(
+    model: str,
+    backbone: str,
+    num_classes: int,
+    output_stride: int,
+    prune_rate: float,
+    decoder_prune_rate: float,
+    input_size: int,
+    convention: str,
+) -> tuple[int, tuple[tuple[int, ...], ...]]:
+    """Multiply-adds of the encoder (+ ASPP) under ``convention``, and its feature shapes."""
+    net = _counting_net(model, backbone, num_classes, output_stride, prune_rate, decoder_prune_rate)
+    wrapper = _Encode(net)
+    image = torch.zeros(1, 3, input_size, input_size)
+    skipped = _paper_skips(net, prune_rate) if convention == "paper" else {}
+    with torch.no_grad():
+        shapes = tuple(tuple(f.shape) for f in net.encode(image))
+    return _traced_count(wrapper, (image,), skipped), shapes
+
+
+def _decoder_count(
+    net: SegmentationModel, shapes: tuple[tuple[int, ...], ...], lrg: int | None, input_size: int
+) -> int:
+    """Multiply-adds of the decoder at ``lrg`` on zero features of the encoder's shapes."""
+    features = tuple(torch.zeros(shape) for shape in shapes)
+    previous = net.lrg
+    net.lrg = lrg
+    try:
+        return _traced_count(_Decode(net, (input_size, input_size)), features, {})
+    finally:
+        net.lrg = previous
+
+
+def _traced_count(
+    module: nn.Module, inputs: tuple[torch.Tensor, ...], skipped: dict[nn.Module, float]
+) -> int:
+    """fvcore's count of ``module`` on ``inputs`` (eval mode), less the ``skipped`` fractions."""
+    names = {id(m): name for name, m in module.named_modules()}
+    fvcore_logger = logging.getLogger("fvcore")
+    level = fvcore_logger.level
+    fvcore_logger.setLevel(logging.ERROR)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            analysis = _fvcore_analysis(module.eval(), inputs)
+            total = int(analysis.total())
+            by_module = analysis.by_module()
+    finally:
+        fvcore_logger.setLevel(level)
+    saved = sum(by_module.get(names[id(m)], 0) * f for m, f in skipped.items())
+    return total - round(saved)
+
+
+def _stride(convention: FlopsConvention, output_stride: int | None) -> int:
+    """The output stride a convention counts at; a conflicting explicit stride is an error."""
+    fixed = _CONVENTION_STRIDE[convention]
+    if fixed is not None and output_stride not in (None, fixed):
+        raise InputError(
+            f"output stride {output_stride} conflicts with FLOPs convention {convention!r}, "
+            f"which counts at output stride {fixed}"
+        )
+    return fixed or output_stride or 16
+
+
+def _paper_decoder_rate(model: str, lrg: int | None, native: int, rate: float) -> float:
+    """The decoder rate Table 2 counts: DAN at its native grid unpruned, else ``rate``."""
+    return 0.0 if model == "dan" and lrg in (None, native) else rate
+
+
+def _paper_skips(model: nn.Module, prune_rate: float) -> dict[nn.Module, float]:
+    """The paper's convention: each residual block's last conv and BN lose ``floor(p n) / n``."""
+    from trainables.pruning import prune_count
+
+    encoder = getattr(model, "encoder", None)
+    if prune_rate <= 0 or encoder is None or not hasattr(encoder, "block_outputs"):
+        return {}
+    skipped: dict[nn.Module, float] = {}
+    for conv, bn in encoder.block_outputs():
+        fraction = prune_count(prune_rate, conv.out_channels) / conv.out_channels
+        skipped[conv] = skipped[bn] = fraction
+    return skipped

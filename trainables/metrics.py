@@ -3,11 +3,15 @@
 - mIoU from one streaming confusion matrix (``torch.bincount``, int64): IoU_c = TP/(TP+FP+FN);
   a class with TP+FP+FN = 0 is left out of the mean (nan in ``per_class_iou``).
 - Boundary IoU (Cheng et al. 2021, "Boundary IoU: Improving Object-Centric Image Segmentation
-  Evaluation"): per class, the boundary region of a binary mask is the mask minus its erosion by
-  ``d = max(1, round(boundary_width * image diagonal))`` pixels (square structuring element, the
-  image border counts as contour, as in the reference implementation); per class the
-  intersection |G_d & P_d| and union |G_d | P_d| are summed over the data set.
-- Pixels whose target is ``ignore_index`` are excluded from every count and from both masks.
+  Evaluation"), as the reference implementation (boundary-iou-api) computes it: per class, the
+  boundary region of a binary mask is the mask minus its erosion by
+  ``d = max(1, round(boundary_width * image diagonal))`` 3 x 3 steps of a zero-padded mask (the
+  image border counts as contour), taken on the full predicted and ground-truth masks; per
+  class the intersection |G_d & P_d| and union |G_d | P_d| over the non-ignored pixels are
+  summed over the data set, then averaged over classes.
+- Pixels whose target is ``ignore_index`` are excluded from every count. They are not cut out
+  of the masks before boundaries are found: cutting would make the edge of every void region a
+  boundary of both masks and inflate boundary IoU.
 """
 
 from __future__ import annotations
@@ -138,12 +142,12 @@ class SegmentationMetrics:
             if present.numel() == 0:
                 continue
             ids = present.view(-1, 1, 1)
-            gt = (target[image] == ids) & keep
-            pr = (pred[image] == ids) & keep
+            gt = target[image] == ids  # ignored targets are no class: outside every G
+            pr = pred[image] == ids  # the full prediction, void pixels included
             edges = boundary_region(torch.cat([gt, pr]), d)
             gt_edge, pr_edge = edges[: len(present)], edges[len(present) :]
-            inter = (gt_edge & pr_edge).sum((1, 2))
-            union = (gt_edge | pr_edge).sum((1, 2))
+            inter = (gt_edge & pr_edge & keep).sum((1, 2))
+            union = ((gt_edge | pr_edge) & keep).sum((1, 2))
             self._boundary_inter.index_add_(0, present.cpu(), inter.cpu())
             self._boundary_union.index_add_(0, present.cpu(), union.cpu())
 

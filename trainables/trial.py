@@ -3,6 +3,8 @@
 :func:`run_trial` only wires small pieces (data, model, pruner, optimizer, one epoch, one
 evaluation, checkpointing); each piece is a function of its own. It is plain PyTorch: the
 orchestrator calls it inside a Ray Tune trial, ``spectral-sweep train`` calls it directly.
+Before the first epoch a trial evaluates the CE band profile of its untrained model (spectrum
+only); every report's spectrum carries it as column ``band_profile_init`` beside the final one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 CHECKPOINT_FILE = "checkpoint.pt"
+#: spectrum.csv column: the band profile ``L_ce[k]`` of the model at initialisation (before the
+#: first epoch). Contract with ``analysis.runs.INIT_PROFILE_COLUMN``.
+INIT_PROFILE_COLUMN = "band_profile_init"
+#: Checkpoint key of that profile (a float64 tensor), so a resumed trial reuses it.
+_INIT_PROFILE_KEY = "band_profile_init"
 
 
 class TrialDiverged(RuntimeError):
@@ -266,17 +273,73 @@ def evaluate(
     from trainables.metrics import SegmentationMetrics
     from trainables.spectral import SpectrumAccumulator
 
-    model.eval()
     metrics = SegmentationMetrics(num_classes, boundary_width=cfg.boundary_width)
     spectrum = SpectrumAccumulator()
+    for logits, labels in _eval_logits(model, loader, cfg, device):
+        metrics.update(logits.argmax(dim=1), labels)
+        spectrum.update(logits, labels)
+    return Evaluation(loss=float(spectrum.total), metrics=metrics.compute(), spectrum=spectrum)
+
+
+def _eval_logits(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    cfg: TrialConfig,
+    device: torch.device,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(float32 logits, labels)`` of every evaluation batch, the model in eval mode (the one
+    way every evaluation runs the model; callers hold ``torch.no_grad``)."""
+    model.eval()
     for batch in loader:
         images, labels = _to_device(batch, device)
         with _autocast(device, cfg.amp):
             logits = model(images)
-        logits = logits.float()
-        metrics.update(logits.argmax(dim=1), labels)
+        yield logits.float(), labels
+
+
+@torch.no_grad()
+def evaluate_spectrum(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    cfg: TrialConfig,
+    device: torch.device,
+) -> Any:
+    """The CE spectrum alone (a ``SpectrumAccumulator``), computed as :func:`evaluate` does."""
+    from trainables.spectral import SpectrumAccumulator
+
+    spectrum = SpectrumAccumulator()
+    for logits, labels in _eval_logits(model, loader, cfg, device):
         spectrum.update(logits, labels)
-    return Evaluation(loss=float(spectrum.total), metrics=metrics.compute(), spectrum=spectrum)
+    return spectrum
+
+
+def initial_band_profile(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    cfg: TrialConfig,
+    device: torch.device,
+) -> torch.Tensor:
+    """``L_ce[k]`` of the untrained model (paper Fig. 1, "init"): one spectrum-only pass over the
+    evaluation set at the evaluation LRG, like the final spectrum. The CPU RNG is restored after
+    it (the loader draws a seed from it), so training is the same as without this pass."""
+    with torch.random.fork_rng(devices=[]):
+        model.lrg = cfg.lrg  # type: ignore[assignment]  # evaluated where the final one is
+        try:
+            spectrum = evaluate_spectrum(model, loader, cfg, device)
+        finally:
+            model.lrg = cfg.train_lrg  # type: ignore[assignment]
+    return spectrum.band_profile.detach().to("cpu", torch.float64)
+
+
+def with_init_profile(frame: pd.DataFrame, init: torch.Tensor | None) -> pd.DataFrame:
+    """``frame`` (a ``to_frame()`` spectrum) with column :data:`INIT_PROFILE_COLUMN`: the init
+    profile at each row's band ``k``, NaN where it has none (or none at all: an old checkpoint)."""
+    values = init.tolist() if init is not None else []
+    frame = frame.copy()
+    frame[INIT_PROFILE_COLUMN] = [
+        float(values[k]) if 0 <= k < len(values) else math.nan for k in frame["k"].astype(int)
+    ]
+    return frame
 
 
 def band_metrics(spectrum: Any, input_size: int) -> dict[str, float]:
@@ -288,7 +351,7 @@ def band_metrics(spectrum: Any, input_size: int) -> dict[str, float]:
 
 
 def flops_metrics(cfg: TrialConfig, num_classes: int, lrg: int | None) -> dict[str, float]:
-    """FLOPs of the (compact, pruned) architecture the trial evaluates, cached per key."""
+    """FLOPs of the architecture the trial evaluates under its FLOPs convention, cached per key."""
     from trainables.flops import architecture_flops
 
     report = architecture_flops(
@@ -299,6 +362,7 @@ def flops_metrics(cfg: TrialConfig, num_classes: int, lrg: int | None) -> dict[s
         lrg,
         cfg.prune_rate,
         cfg.decoder_prune_rate,
+        convention=cfg.flops_convention,
     )
     return {"gflops": report.gflops, "gmacs": report.gmacs, "params": float(report.params)}
 
@@ -344,8 +408,14 @@ def save_checkpoint(
     scheduler: torch.optim.lr_scheduler.LambdaLR,
     cfg: TrialConfig,
     epoch: int,
+    *,
+    band_profile_init: torch.Tensor | None = None,
 ) -> Path:
-    """Write model, optimizer, schedule, epoch and RNG state atomically to ``directory``."""
+    """Write model, optimizer, schedule, epoch and RNG state atomically to ``directory``.
+
+    ``band_profile_init``: the trial's profile at initialisation, kept so a resumed trial
+    reports it without recomputing it from trained weights.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     state = {
         "architecture": architecture_key(model, cfg),
@@ -357,6 +427,8 @@ def save_checkpoint(
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
+    if band_profile_init is not None:
+        state[_INIT_PROFILE_KEY] = band_profile_init.detach().to("cpu", torch.float64)
     tmp = directory / (CHECKPOINT_FILE + ".tmp")
     torch.save(state, tmp)
     tmp.replace(directory / CHECKPOINT_FILE)
@@ -412,6 +484,12 @@ def restore_training_state(
     return int(state["epoch"]) + 1
 
 
+def checkpoint_init_profile(state: dict[str, Any]) -> torch.Tensor | None:
+    """The init profile a checkpoint holds; None for one written before it was kept."""
+    value = state.get(_INIT_PROFILE_KEY)
+    return value.to(torch.float64) if isinstance(value, torch.Tensor) else None
+
+
 # --------------------------------------------------------------------------- the trial
 
 
@@ -439,7 +517,9 @@ def run_trial(
     """Train and evaluate one configuration, reporting after every evaluation.
 
     ``checkpoint_dir``: where ``checkpoint.pt`` is written after every evaluation; with
-    ``resume`` and an existing checkpoint there, training continues after its epoch.
+    ``resume`` and an existing checkpoint there, training continues after its epoch, and the
+    init band profile comes from the checkpoint (NaN if the checkpoint predates it), never
+    recomputed.
     ``progress`` shows a progress bar (the CLI); Tune shows its own table.
     """
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
@@ -462,6 +542,9 @@ def run_trial(
         assert ckpt_dir is not None
         state = load_checkpoint(ckpt_dir, model, cfg)
         start = restore_training_state(state, optimizer, scheduler)
+        init_profile = checkpoint_init_profile(state)  # never recomputed from trained weights
+    else:
+        init_profile = initial_band_profile(model, eval_loader, cfg, device)
 
     result = TrialResult(config=cfg, metrics={})
     eval_epochs = evaluation_epochs(cfg)
@@ -494,14 +577,16 @@ def run_trial(
             lr=float(scheduler.get_last_lr()[0]),
         )
         saved = (
-            save_checkpoint(ckpt_dir, model, optimizer, scheduler, cfg, epoch)
+            save_checkpoint(
+                ckpt_dir, model, optimizer, scheduler, cfg, epoch, band_profile_init=init_profile
+            )
             if ckpt_dir is not None
             else None
         )
         trial_report = TrialReport(
             epoch=epoch,
             metrics=metrics,
-            spectrum=evaluation.spectrum.to_frame(),
+            spectrum=with_init_profile(evaluation.spectrum.to_frame(), init_profile),
             per_class_iou=[float(v) for v in evaluation.metrics["per_class_iou"]],
             checkpoint_path=saved,
             final=epoch == cfg.epochs - 1,
@@ -569,12 +654,15 @@ def evaluate_checkpoint(
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "INIT_PROFILE_COLUMN",
     "Evaluation",
     "TrialDiverged",
     "TrialReport",
     "TrialResult",
     "evaluate",
     "evaluate_checkpoint",
+    "evaluate_spectrum",
+    "initial_band_profile",
     "load_checkpoint",
     "native_band",
     "run_trial",

@@ -33,8 +33,21 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--output-stride",
         type=int,
-        default=16,
-        help="encoder output stride 8, 16 (default, as trained) or 32 (the paper's encoder FLOPs)",
+        default=None,
+        help="encoder output stride 8, 16 (default, as trained) or 32; --convention paper is 32",
+    )
+    p.add_argument(
+        "--convention",
+        default="compact",
+        help=(
+            "compact (default: the trained network, pruned filters removed) or paper (the "
+            "paper's Table 2: output stride 32, SFP counted in He et al.'s ResNet setting)"
+        ),
+    )
+    p.add_argument(
+        "--table2",
+        action="store_true",
+        help="count all 56 cells of the paper's Table 2 and print them beside the paper's",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -42,9 +55,12 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Count and print (a table, or JSON with --json)."""
-    from trainables.flops import architecture_flops
+    from trainables.flops import architecture_flops, check_convention
     from trainables.models import check_backbone, check_model
 
+    check_convention(args.convention)
+    if args.table2:
+        return print_table2(args.convention, args.json)
     check_model(args.model)
     check_backbone(args.backbone)
     report = architecture_flops(
@@ -56,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         args.prune_rate,
         args.decoder_prune_rate,
         output_stride=args.output_stride,
+        convention=args.convention,
     )
     if args.json:
         print(json.dumps(report.as_dict()))
@@ -75,7 +92,39 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{args.model} / {args.backbone}, input {args.input_size}, {args.num_classes} classes, "
         f"lrg {lrg}, prune rate {args.prune_rate} (decoder {args.decoder_prune_rate}), "
-        f"output stride {args.output_stride}"
+        f"FLOPs convention {args.convention}"
     )
     print(format_table(rows, ["part", "gflops", "gmacs", "params"]))
     return 0
+
+
+def print_table2(convention: str, as_json: bool) -> int:
+    """Count Table 2 (progress on stderr) and print ours beside the paper's, per model."""
+    import sys
+
+    from orchestrator.table import format_table
+    from trainables.table2 import TABLE2_LRGS, reproduce_table2
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rcounting Table 2: {done}/{total} cells", end="", file=sys.stderr, flush=True)
+
+    cells = reproduce_table2(convention, progress)
+    print(file=sys.stderr)
+    if as_json:
+        print(json.dumps([{**vars(c), "error": c.error} for c in cells]))
+        return 0
+    for model in dict.fromkeys(c.model for c in cells):
+        rows = []
+        for rate in dict.fromkeys(c.prune_rate for c in cells if c.model == model):
+            row = [c for c in cells if c.model == model and c.prune_rate == rate]
+            setup = "baseline" if rate == 0 else f"{rate:.0%} PR (decoder 20%)"
+            rows.append({"setup": setup, **{str(c.lrg): _cell(c) for c in row}})
+            worst = max(row, key=lambda c: abs(c.error))
+            rows[-1]["worst"] = f"{worst.error:+.1%}"
+        print(f"{model}: GFLOPs ours / paper ({convention} convention)")
+        print(format_table(rows, ["setup", *map(str, TABLE2_LRGS), "worst"]))
+    return 0
+
+
+def _cell(cell: Any) -> str:
+    return f"{cell.gflops:.1f}/{cell.paper_gflops:.0f}"

@@ -2,8 +2,13 @@
 
 A label map keeps only what an ``s x s`` grid can hold (``s = 2 nu_max + 1``, the frequencies
 with ``k <= nu_max``): every grid cell takes the majority class of the pixels it covers, cells
-without a valid pixel become ignore, and the grid is nearest-upsampled to the full size. This is
+without a valid pixel become ignore, and the grid is up-sampled to the full size by pixel centre. This is
 the paper's weak annotation at band limit ``nu_max`` (DESIGN.md, "Block-wise annotation").
+
+One cell geometry for both steps: cell ``i`` of an ``H``-pixel side is ``[i H / s, (i + 1) H / s)``.
+Down-sampling votes with each pixel's area in each cell; up-sampling gives a pixel the label of the
+cell holding its centre ``h + 1/2`` (cell ``floor((2h + 1) s / (2H))``), so a pixel lying mostly
+in cell 2 takes cell 2's label (at ``H = 5, s = 3`` pixel 3 spans [1.8, 2.4) cells: cell 2).
 
 Area averaging is exact: cell ``i`` of an ``H``-pixel side covers ``[i H / s, (i + 1) H / s)`` in
 pixel coordinates, so when ``H`` is not a multiple of ``s`` a pixel straddling two cells counts in
@@ -19,7 +24,7 @@ from torch import Tensor
 
 from trainables.errors import InputError
 
-__all__ = ["blockwise_grid", "blockwise_labels", "cell_weights"]
+__all__ = ["blockwise_grid", "blockwise_labels", "cell_weights", "centre_cells"]
 
 
 def blockwise_grid(nu_max: int, height: int, width: int) -> tuple[int, int]:
@@ -80,11 +85,16 @@ def blockwise_labels(
     votes = _votes(batched, valid, classes, grid_h, grid_w)
     grid = votes.argmax(dim=1)  # first maximum: ties go to the smallest class
     grid = grid.masked_fill(votes.sum(dim=1) == 0, ignore_index)
-    rows = torch.div(
-        torch.arange(height, device=grid.device) * grid_h, height, rounding_mode="floor"
-    )
-    cols = torch.div(torch.arange(width, device=grid.device) * grid_w, width, rounding_mode="floor")
+    rows = centre_cells(height, grid_h, grid.device)
+    cols = centre_cells(width, grid_w, grid.device)
     return grid[:, rows[:, None], cols[None, :]].reshape(labels.shape)
+
+
+def centre_cells(size: int, cells: int, device: torch.device) -> Tensor:
+    """For each of ``size`` pixels, the cell of ``[i size / cells, (i + 1) size / cells)`` that
+    holds its centre: ``floor((2 h + 1) cells / (2 size))`` (exact integer arithmetic)."""
+    centres = 2 * torch.arange(size, device=device) + 1
+    return torch.div(centres * cells, 2 * size, rounding_mode="floor")
 
 
 def _num_classes(labels: Tensor, valid: Tensor, ignore_index: int, num_classes: int | None) -> int:

@@ -19,6 +19,8 @@ from trainables.models.units import Consumer, PrunableUnit
 
 #: The smallest LRG: a 3 x 3 grid still holds band nu_max = 1.
 MIN_LRG = 3
+#: What :meth:`SegmentationModel.encode` hands the decoder: (low, mid, deep) feature maps.
+Features = tuple[Tensor, Tensor, Tensor]
 
 
 class ConvBNAct(nn.Module):
@@ -110,6 +112,18 @@ class SegmentationModel(nn.Module):
     def lrg(self, value: int | None) -> None:
         self._lrg = check_lrg(value)
 
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits at the input size: the decoder on the encoder's features."""
+        return self.decode(self.encode(x), (int(x.shape[-2]), int(x.shape[-1])))
+
+    def encode(self, x: Tensor) -> Features:
+        """Encoder (+ ASPP) features (stride-4 ``low``, stride-8 ``mid``, deepest ``deep``)."""
+        raise NotImplementedError
+
+    def decode(self, features: Features, out_size: tuple[int, int]) -> Tensor:
+        """Logits at ``out_size`` from :meth:`encode`'s features (at the decoder grid)."""
+        raise NotImplementedError
+
     def decoder_grid(self, low: Tensor) -> tuple[int, int]:
         """The grid the decoder runs at for stride-4 features ``low``: (s, s) or native."""
         native = (int(low.shape[-2]), int(low.shape[-1]))
@@ -165,6 +179,7 @@ def count_parameters(modules: list[nn.Module]) -> int:
 __all__ = [
     "MIN_LRG",
     "ConvBNAct",
+    "Features",
     "SegmentationModel",
     "check_lrg",
     "count_parameters",

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from trainables.models.common import ConvBNAct, SegmentationModel, resize, unit
+from trainables.models.common import ConvBNAct, Features, SegmentationModel, resize, unit
 from trainables.models.deeplabv3plus import ASPP, ASPP_CHANNELS, aspp_rates
 from trainables.models.encoder import TimmEncoder
 from trainables.models.units import PrunableUnit
@@ -128,12 +128,13 @@ class DAN(SegmentationModel):
             deep_channels, enc.mid_channels, enc.low_channels, num_classes
         )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def encode(self, x: Tensor) -> Features:
         low, mid, deep = self.encoder(x)
-        if self.aspp is not None:
-            deep = self.aspp(deep)
-        grid = self.decoder_grid(low)
-        return self.decoder(low, mid, deep, grid, (x.shape[-2], x.shape[-1]))
+        return low, mid, deep if self.aspp is None else self.aspp(deep)
+
+    def decode(self, features: Features, out_size: tuple[int, int]) -> Tensor:
+        low, mid, deep = features
+        return self.decoder(low, mid, deep, self.decoder_grid(low), out_size)
 
     def encoder_modules(self) -> list[nn.Module]:
         return [self.encoder] if self.aspp is None else [self.encoder, self.aspp]

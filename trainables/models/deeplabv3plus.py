@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from trainables.models.common import ConvBNAct, SegmentationModel, resize, unit
+from trainables.models.common import ConvBNAct, Features, SegmentationModel, resize, unit
 from trainables.models.encoder import TimmEncoder
 from trainables.models.units import PrunableUnit
 
@@ -120,11 +120,13 @@ class DeepLabV3Plus(SegmentationModel):
         self.aspp = ASPP(self.encoder.deep_channels, aspp_rates(output_stride))
         self.decoder = DeepLabDecoder(self.encoder.low_channels, ASPP_CHANNELS, num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:
-        low, _mid, deep = self.encoder(x)
-        aspp = self.aspp(deep)
-        grid = self.decoder_grid(low)
-        return self.decoder(low, aspp, grid, (x.shape[-2], x.shape[-1]))
+    def encode(self, x: Tensor) -> Features:
+        low, mid, deep = self.encoder(x)
+        return low, mid, self.aspp(deep)
+
+    def decode(self, features: Features, out_size: tuple[int, int]) -> Tensor:
+        low, _mid, aspp = features
+        return self.decoder(low, aspp, self.decoder_grid(low), out_size)
 
     def encoder_modules(self) -> list[nn.Module]:
         return [self.encoder, self.aspp]

@@ -180,6 +180,21 @@ class TimmEncoder(nn.Module):
             feats = functional_call(self.backbone, tensors, (x,))
         return int(feats[self.low_index].shape[-1])
 
+    def block_outputs(self) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+        """The last conv + BN of each residual block (conv3 / bn3 of a bottleneck, conv2 / bn2 of
+        a basic block): the convs that write the residual stream, never pruned in training but
+        pruned in the paper's FLOPs convention (He et al.'s ResNet setting)."""
+        found: list[tuple[nn.Conv2d, nn.BatchNorm2d]] = []
+        for _path, block in self.backbone.named_modules():
+            pairs = _pairs(block)
+            if not pairs:
+                continue
+            last = "conv3" if len(pairs) == 2 else "conv2"
+            conv, bn = getattr(block, last, None), getattr(block, "bn" + last[-1], None)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                found.append((conv, bn))
+        return found
+
     def residual_units(self, prefix: str) -> list[PrunableUnit]:
         """Prunable channels internal to residual blocks (none for non-ResNet-style backbones)."""
         units: list[PrunableUnit] = []
