@@ -201,6 +201,7 @@ class ReferenceRun:
     lrg: int  # the run's own (native) grid
     miou: float
     curve: dict[int, float]  # band -> R_ce of the reference run
+    flops_convention: str = "compact"  # how the run's FLOPs were counted; plans count alike
 
     def context(self) -> dict[str, Any]:
         """The fields a plan's JSON and table header show."""
@@ -252,6 +253,7 @@ def plan_reference(
             s,
             reference.prune_rate,
             reference.decoder_prune_rate,
+            convention=reference.flops_convention,
         ).gflops
         for s in chosen
     }
@@ -347,6 +349,7 @@ def _reference(
         lrg=lrg,
         miou=miou,
         curve=curve,
+        flops_convention=str(params.get("flops_convention") or "compact"),
     )
 
 

@@ -193,6 +193,7 @@ def _annotation_plan(
         None,
         reference.prune_rate,
         reference.decoder_prune_rate,
+        convention=reference.flops_convention,
     ).gflops
     bands = {int(TrialConfig.from_dict(c).annotation_nu_max or 0) for c in group.candidates}
     candidates = {lrg_of_band(nu): gflops for nu in bands}

@@ -114,3 +114,39 @@ def test_plan_to_dict_is_json_ready() -> None:
 def test_default_lrgs_scale_the_paper_sizes() -> None:
     assert default_lrgs(513, 129) == [129, 97, 81, 65, 49, 33, 17]
     assert default_lrgs(65, 17) == [17, 13, 11, 9, 7, 5, 3]
+
+
+def test_plan_counts_flops_in_the_reference_runs_convention() -> None:
+    """A reference trained under the paper's FLOPs convention is planned on the same scale."""
+    from analysis.plan import _reference, plan_reference
+    from trainables.flops import architecture_flops
+
+    params = {
+        "model": "dan",
+        "dataset": "synthetic-smooth",
+        "backbone": "resnet18",
+        "input_size": "65",
+        "num_classes": "4",
+        "prune_rate": "0.4",
+        "decoder_prune_rate": "0.2",
+        "lrg": "None",
+        "lrg_effective": "17",
+        "native_lrg": "17",
+        "flops_convention": "paper",
+    }
+    ref = _reference(params, "r1", 0.8, dict(CURVE), "run r1")
+    assert ref.flops_convention == "paper"
+    plan = plan_reference(LINE, ref, lrgs=[17, 9])
+    gflops = dict(zip(plan.table["lrg"], plan.table["gflops"], strict=True))
+    for s in (17, 9):
+        paper = architecture_flops("dan", "resnet18", 65, 4, s, 0.4, 0.2, convention="paper")
+        compact = architecture_flops("dan", "resnet18", 65, 4, s, 0.4, 0.2)
+        assert gflops[s] == pytest.approx(paper.gflops) and paper.gflops < compact.gflops
+    legacy = _reference(
+        {k: v for k, v in params.items() if k != "flops_convention"},
+        "r2",
+        0.8,
+        dict(CURVE),
+        "run r2",
+    )
+    assert legacy.flops_convention == "compact"  # runs logged before the setting existed
