@@ -55,8 +55,8 @@ class EstimateGroup:
 
     @property
     def reference_key(self) -> str:
-        """``TrialConfig.key()`` of the reference (matches its MLflow run)."""
-        return TrialConfig.from_dict(self.reference).key()
+        """``TrialConfig.key`` of the reference (matches its MLflow run)."""
+        return TrialConfig.from_dict(self.reference).key
 
     @property
     def label(self) -> str:
@@ -82,7 +82,7 @@ def _without(config: Mapping[str, Any], axis: str) -> str:
     """The canonical key of ``config`` with ``axis`` reset: what its group shares."""
     canonical = TrialConfig.from_dict(config).canonical().to_dict()
     canonical[axis] = None
-    return TrialConfig.from_dict(canonical).key()
+    return TrialConfig.from_dict(canonical).key
 
 
 def estimate_groups(trials: Sequence[Mapping[str, Any]]) -> list[EstimateGroup]:
@@ -94,7 +94,7 @@ def estimate_groups(trials: Sequence[Mapping[str, Any]]) -> list[EstimateGroup]:
     """
     if not trials:
         raise InputError("the space has no trials to plan")
-    by_key = {TrialConfig.from_dict(t).key(): dict(t) for t in trials}
+    by_key = {TrialConfig.from_dict(t).key: dict(t) for t in trials}
     truncation: dict[str, list[dict[str, Any]]] = {}
     annotation: dict[str, list[dict[str, Any]]] = {}
     for trial in by_key.values():
@@ -114,8 +114,8 @@ def _truncation_group(members: list[dict[str, Any]]) -> EstimateGroup:
     else:
         first = TrialConfig.from_dict(members[0])
         reference = {**members[0], "lrg": native_grid_size(first.input_size)}
-    key = TrialConfig.from_dict(reference).key()
-    candidates = tuple(m for m in members if TrialConfig.from_dict(m).key() != key)
+    key = TrialConfig.from_dict(reference).key
+    candidates = tuple(m for m in members if TrialConfig.from_dict(m).key != key)
     return EstimateGroup(TRUNCATION, reference, candidates)
 
 
@@ -123,7 +123,7 @@ def _annotation_group(
     members: list[dict[str, Any]], by_key: Mapping[str, dict[str, Any]]
 ) -> EstimateGroup:
     pixel_wise = {**members[0], "annotation_nu_max": None}
-    reference = by_key.get(TrialConfig.from_dict(pixel_wise).key(), pixel_wise)
+    reference = by_key.get(TrialConfig.from_dict(pixel_wise).key, pixel_wise)
     return EstimateGroup(ANNOTATION, reference, tuple(members))
 
 

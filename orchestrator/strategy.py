@@ -78,7 +78,7 @@ def check_estimate(settings: SweepSettings) -> tuple[Estimator, list[EstimateGro
         raise InputError(f"--max-drop {settings.max_drop} is not a fraction in [0, 1)")
     estimator = load_estimator(settings.estimator)
     space = settings.search_space()
-    groups = estimate_groups(space.trials())
+    groups = estimate_groups(space.configs())
     if not groups:
         raise InputError(
             f"space {space.name!r} has no trials to predict (every group is a single trial); "
@@ -199,7 +199,7 @@ def confirm_trials(plans: list[GroupPlan]) -> list[dict[str, Any]]:
         config = planned.recommended_config
         if config is None:
             continue
-        key = TrialConfig.from_dict(config).key()
+        key = TrialConfig.from_dict(config).key
         if key != planned.group.reference_key:
             out.setdefault(key, config)
     return list(out.values())
@@ -212,7 +212,7 @@ def link_confirmations(settings: SweepSettings, plans: list[GroupPlan]) -> None:
         config = planned.recommended_config
         if config is None:
             continue
-        key = TrialConfig.from_dict(config).key()
+        key = TrialConfig.from_dict(config).key
         run = tracking.find_config_run(client, experiment_id, key, "confirm")
         if run is None:
             continue

@@ -50,7 +50,7 @@ TAG_NODE_ID = TAG_PREFIX + "node_id"
 TAG_NODE_IP = TAG_PREFIX + "node_ip"
 TAG_ERROR = TAG_PREFIX + "error"
 TAG_ERROR_TRACE = TAG_PREFIX + "error_trace"
-TAG_CONFIG_KEY = TAG_PREFIX + "config_key"  # TrialConfig.key(): same experiment, same key
+TAG_CONFIG_KEY = TAG_PREFIX + "config_key"  # TrialConfig.key: same experiment, same key
 TAG_REFERENCE_RUN = TAG_PREFIX + "reference_run_id"  # predictions and confirmations
 
 STRATEGIES = ("exhaustive", "estimate")
@@ -216,7 +216,7 @@ def find_trial_run(client: MlflowClient, experiment_id: str, trial_id: str) -> R
 def find_config_run(
     client: MlflowClient, experiment_id: str, config_key: str, role: str
 ) -> Run | None:
-    """The newest run of a configuration (``TrialConfig.key()``) in one role, if any."""
+    """The newest run of a configuration (``TrialConfig.key``) in one role, if any."""
     runs = retry_locked(
         lambda: client.search_runs(
             [experiment_id],
@@ -246,7 +246,7 @@ def log_prediction_run(
     """
     from trainables.config import TrialConfig
 
-    key = TrialConfig.from_dict(config).key()
+    key = TrialConfig.from_dict(config).key
     existing = find_config_run(client, experiment_id, key, "prediction")
     if existing is not None:
         return str(existing.info.run_id)
@@ -330,7 +330,7 @@ def start_trial_run(
         return run_id, False
     from trainables.config import TrialConfig
 
-    key = TrialConfig.from_dict(config).key()
+    key = TrialConfig.from_dict(config).key
     all_tags = {**tags, TAG_TRIAL_ID: trial_id, TAG_CONFIG_KEY: key}
     run = retry_locked(
         lambda: client.create_run(experiment_id, tags=dict(all_tags), run_name=trial_id)

@@ -370,7 +370,7 @@ def build_tuner(settings: SweepSettings) -> tune.Tuner:
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     space = settings.search_space()
-    configs = space.trials()
+    configs = space.configs()  # the Ray edge: Tune's param_space takes plain dicts
     trainable = make_trainable(settings.cpus_per_trial, settings.gpus_per_trial)
     concurrency = settings.max_concurrent or 0
     if settings.search == "grid":
@@ -445,7 +445,7 @@ def has_sweep(path: Path) -> bool:
 
 def planned_trials(settings: SweepSettings) -> int:
     """How many trials the sweep runs: the grid's size, or ``num_samples`` for Optuna."""
-    size = len(settings.search_space().trials())
+    size = len(settings.search_space())
     return size if settings.search == "grid" else settings.num_samples or size
 
 

@@ -1,7 +1,8 @@
 """Named search spaces as plain, validated data (no Ray import).
 
 ``get_space(name)`` / ``list_spaces()`` for the built-in spaces, ``load_space_file(path)`` for a
-YAML/TOML file in the same schema, ``expand(space)`` for the trials' config dicts.
+YAML/TOML file in the same schema, ``space.trials()`` for the validated ``TrialConfig`` of every trial (``expand(space)`` for
+the same trials as plain data).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from search_spaces.schema import (
 
 
 def expand(space: SearchSpace) -> list[dict[str, Any]]:
-    """The grid's trial configs: plain dicts that ``TrialConfig.from_dict`` accepts."""
-    return space.trials()
+    """The grid's trials as plain data (``space.configs()``); ``space.trials()`` gives them as
+    validated ``TrialConfig`` objects."""
+    return space.configs()
 
 
 __all__ = [

@@ -22,6 +22,7 @@ allowed. No Ray import here: the orchestrator turns a space into Tune objects.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import re
@@ -47,7 +48,8 @@ def trial_fields() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """A validated search space; :meth:`trials` expands it to plain trial-config dicts."""
+    """A validated search space: :meth:`trials` are its validated TrialConfigs (expanded once),
+    :meth:`configs` the same trials as the plain data the space spells."""
 
     name: str
     description: str = ""
@@ -88,8 +90,17 @@ class SearchSpace:
         config.update(self.overrides)
         return config
 
-    def trials(self) -> list[dict[str, Any]]:
-        """Every trial's config as a plain dict that ``TrialConfig.from_dict`` accepts."""
+    def configs(self) -> list[dict[str, Any]]:
+        """Every trial as the plain data the space spells (only the settings it sets): the view
+        for tables and for Ray's ``param_space``. Expanded once; a copy each call."""
+        return [dict(c) for c in self._configs]
+
+    def trials(self) -> tuple[TrialConfig, ...]:
+        """Every trial as a validated :class:`TrialConfig`, expanded and checked once."""
+        return self._trials
+
+    @functools.cached_property
+    def _configs(self) -> tuple[dict[str, Any], ...]:
         seen: set[str] = set()
         out: list[dict[str, Any]] = []
         for combo in self.combinations():
@@ -98,10 +109,21 @@ class SearchSpace:
             if key not in seen:
                 seen.add(key)
                 out.append(config)
-        return out
+        return tuple(out)
+
+    @functools.cached_property
+    def _trials(self) -> tuple[TrialConfig, ...]:
+        out = []
+        for index, config in enumerate(self._configs):
+            try:
+                out.append(TrialConfig.from_dict(config))
+            except InputError as err:
+                where = ", ".join(f"{k}={_show(config.get(k))}" for k in _first_keys(self, config))
+                raise InputError(f"{self.source}: trial {index} ({where}): {err}") from None
+        return tuple(out)
 
     def __len__(self) -> int:
-        return len(self.trials())
+        return len(self._configs)
 
     def axes(self) -> dict[str, list[Scalar]]:
         """Each axis with the union of its values over the sub-grids, in first-seen order.
@@ -125,7 +147,7 @@ class SearchSpace:
 
     def varying_keys(self) -> list[str]:
         """Settings whose value differs between trials (the columns worth showing)."""
-        trials = self.trials()
+        trials = self._configs
         keys: list[str] = []
         for config in trials:
             keys.extend(k for k in config if k not in keys)
@@ -140,7 +162,7 @@ class SearchSpace:
 
     def with_data_roots(self, roots: Mapping[str, str]) -> SearchSpace:
         """The same space with ``data_root`` set per data set (``{"voc": "/data/VOC"}``)."""
-        datasets = {t.get("dataset") for t in self.trials()}
+        datasets = {t.dataset for t in self.trials()}
         for name in roots:
             if name not in datasets:
                 raise InputError(
@@ -248,13 +270,8 @@ def space_of_trials(
 
 
 def validate_trials(space: SearchSpace) -> None:
-    """Check every expanded trial with ``TrialConfig.from_dict``; the error names the trial."""
-    for index, config in enumerate(space.trials()):
-        try:
-            TrialConfig.from_dict(config)
-        except InputError as err:
-            where = ", ".join(f"{k}={_show(config.get(k))}" for k in _first_keys(space, config))
-            raise InputError(f"{space.source}: trial {index} ({where}): {err}") from None
+    """Expand and check every trial (once; the space keeps them); the error names the trial."""
+    space.trials()
 
 
 def _first_keys(space: SearchSpace, config: Mapping[str, Any]) -> list[str]:

@@ -37,15 +37,15 @@ def trial(**values: Any) -> dict[str, Any]:
 
 
 def test_config_key_ignores_spelling_and_run_only_settings() -> None:
-    native = TrialConfig.from_dict(trial(lrg=9, num_threads=2)).key()
-    assert native == TrialConfig.from_dict(trial()).key()  # lrg 9 is the native grid at 33
-    assert native == TrialConfig.from_dict(trial(annotation_nu_max=16)).key()  # 16 = image band
-    assert native != TrialConfig.from_dict(trial(lrg=5)).key()
-    assert native != TrialConfig.from_dict(trial(annotation_nu_max=2)).key()
+    native = TrialConfig.from_dict(trial(lrg=9, num_threads=2)).key
+    assert native == TrialConfig.from_dict(trial()).key  # lrg 9 is the native grid at 33
+    assert native == TrialConfig.from_dict(trial(annotation_nu_max=16)).key  # 16 = image band
+    assert native != TrialConfig.from_dict(trial(lrg=5)).key
+    assert native != TrialConfig.from_dict(trial(annotation_nu_max=2)).key
 
 
 def test_groups_of_the_demo_space() -> None:
-    groups = estimate_groups(get_space("demo").trials())
+    groups = estimate_groups(get_space("demo").configs())
     kinds = [g.kind for g in groups]
     assert kinds.count(TRUNCATION) == 6 and kinds.count(ANNOTATION) == 2
     for group in groups:
@@ -78,9 +78,9 @@ def test_single_trial_groups_predict_nothing() -> None:
 
 
 def test_space_of_trials_holds_exactly_those_trials() -> None:
-    refs = reference_trials(estimate_groups(get_space("demo").trials()))
+    refs = reference_trials(estimate_groups(get_space("demo").configs()))
     space = space_of_trials("demo-reference", refs)
-    assert space.trials() == refs
+    assert space.configs() == refs
     with pytest.raises(InputError, match="extra differs"):
         space_of_trials("x", [trial(extra={"length": 2}), trial(lrg=5)])
 

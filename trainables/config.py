@@ -9,6 +9,7 @@ MLflow params): they are coerced to the field's type.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from trainables.errors import InputError
+from trainables.grids import band_of_lrg, native_band, native_grid_size
 
 TruncationMode = Literal["train", "posthoc"]
 #: How a trial's FLOPs are counted (``trainables.flops.FLOPS_CONVENTIONS`` describes each).
@@ -35,20 +37,6 @@ RUN_ONLY_FIELDS = frozenset({"device", "num_threads", "eval_every", "eval_lrgs"}
 #: Fields added after keys were first recorded: left out of the key at these defaults, so the
 #: keys of earlier runs (and their resume) stay valid.
 _KEY_OMITTED_DEFAULTS: dict[str, Any] = {"flops_convention": "compact"}
-
-
-def native_grid_size(input_size: int) -> int:
-    """The stride-4 grid of a stride-2 stem followed by a stride-2 pool (129 for 513, 17 for 65).
-
-    Used to range-check ``lrg`` before a model exists; the built model's own
-    ``native_grid`` is authoritative and is checked again when the trial starts.
-    """
-    return math.ceil(math.ceil(input_size / 2) / 2)
-
-
-def native_band(input_size: int) -> int:
-    """The highest band an ``input_size`` image holds (256 for 513): pixel-wise labels."""
-    return (input_size - 1) // 2
 
 
 @dataclass(frozen=True)
@@ -156,6 +144,7 @@ class TrialConfig:
         annotation = None if pixel_wise else self.annotation_nu_max
         return dataclasses.replace(self, lrg=lrg, annotation_nu_max=annotation)
 
+    @functools.cached_property
     def key(self) -> str:
         """A short stable hash of the canonical experiment (without run-only settings).
 
@@ -169,6 +158,38 @@ class TrialConfig:
         }
         text = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+    @property
+    def native_lrg(self) -> int:
+        """The decoder's native stride-4 grid for this input (129 at 513)."""
+        return native_grid_size(self.input_size)
+
+    @property
+    def effective_lrg(self) -> int:
+        """The grid the decoder is evaluated at: the LRG, else the native grid."""
+        return self.lrg if self.lrg is not None else self.native_lrg
+
+    @property
+    def nu_max(self) -> int:
+        """The band limit of the effective grid, ``(s - 1) // 2``."""
+        return band_of_lrg(self.effective_lrg)
+
+    @property
+    def image_band(self) -> int:
+        """The image's own band (256 at 513): labels at or above it are pixel-wise."""
+        return native_band(self.input_size)
+
+    @property
+    def label_band(self) -> int:
+        """The band of the training labels: ``annotation_nu_max``, else the image's band."""
+        if self.annotation_nu_max is None:
+            return self.image_band
+        return min(self.annotation_nu_max, self.image_band)
+
+    @property
+    def is_native(self) -> bool:
+        """Whether the decoder runs at its native grid (a truncation group's reference)."""
+        return self.effective_lrg == self.native_lrg
 
     @property
     def uses_blockwise_labels(self) -> bool:

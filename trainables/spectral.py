@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from trainables.errors import InputError
+from trainables.grids import band_of_lrg, lrg_of_band, paper_bands
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,12 +51,6 @@ __all__ = [
     "paper_bands",
 ]
 
-#: LRG sizes of the paper's truncation sweep at a 513 x 513 input (band limits 64 ... 8).
-PAPER_LRG_SIZES: tuple[int, ...] = (129, 97, 81, 65, 49, 33, 17)
-#: Band limits of the paper's block-wise annotation sweep at a 513 x 513 input.
-PAPER_ANNOTATION_BANDS: tuple[int, ...] = (256, 32, 16, 8)
-#: Input size the paper's band limits refer to.
-PAPER_INPUT_SIZE = 513
 #: Upper bound on B * C * H * W elements per chunk of images (bounds memory on big batches).
 _CHUNK_ELEMENTS = 1 << 22
 #: Upper bound on elements per FFT call: a few class maps at a time stay in cache (~1.4x faster).
@@ -66,37 +61,6 @@ _EXP_FLOOR = -80.0
 PRECISIONS: tuple[str, ...] = ("auto", "single", "double")
 #: Largest a-priori relative error of the CE sum for which "auto" keeps float32 FFTs.
 SINGLE_PRECISION_TOLERANCE = 1e-6
-
-
-# --------------------------------------------------------------------------- band <-> LRG
-
-
-def band_of_lrg(s: int) -> int:
-    """Band limit ``nu_max`` of an ``s x s`` grid: ``(s - 1) // 2``."""
-    if s < 1:
-        raise InputError(f"LRG size {s} must be >= 1")
-    return (s - 1) // 2
-
-
-def lrg_of_band(nu: int) -> int:
-    """Smallest odd grid size holding band ``nu``: ``2 nu + 1``."""
-    if nu < 0:
-        raise InputError(f"band limit {nu} must be >= 0")
-    return 2 * nu + 1
-
-
-def paper_bands(input_size: int) -> dict[str, int]:
-    """The paper's named band limits scaled to ``input_size``, keyed ``nu_{value}``.
-
-    LRG sizes 129 ... 17 (``nu`` 64 ... 8) and annotation limits 256, 32, 16, 8 at 513 x 513,
-    scaled by ``(input_size - 1) / 512``, rounded half up, deduplicated, in descending order.
-    """
-    if input_size < 1:
-        raise InputError(f"input size {input_size} must be >= 1")
-    scale = (input_size - 1) / (PAPER_INPUT_SIZE - 1)
-    limits = [band_of_lrg(s) for s in PAPER_LRG_SIZES] + list(PAPER_ANNOTATION_BANDS)
-    scaled = {max(0, math.floor(nu * scale + 0.5)) for nu in limits}
-    return {f"nu_{nu}": nu for nu in sorted(scaled, reverse=True)}
 
 
 # --------------------------------------------------------------------------- geometry

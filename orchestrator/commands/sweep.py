@@ -9,12 +9,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.address import check_address
 from orchestrator.commands import add_tracking_uri
 from trainables.errors import InputError
+
+if TYPE_CHECKING:
+    from trainables.config import TrialConfig
 
 #: Tune's marker that a directory holds a restorable experiment.
 TUNER_STATE_FILE = "tuner.pkl"
@@ -150,14 +154,14 @@ def load_space(args: argparse.Namespace) -> Any:
     return space
 
 
-def check_data_roots(trials: list[dict[str, Any]], local: bool) -> None:
+def check_data_roots(trials: Sequence[TrialConfig], local: bool) -> None:
     """Real data sets need a data_root; with the embedded Ray it must exist on this machine."""
     for index, config in enumerate(trials):
-        dataset = str(config.get("dataset", SYNTHETIC_PREFIX))
+        dataset = config.dataset
         if dataset.startswith(SYNTHETIC_PREFIX):
             continue
-        root = config.get("data_root")
-        if root in (None, "", "None", "none"):
+        root = config.data_root
+        if root in (None, ""):
             raise InputError(
                 f"trial {index}: data set {dataset!r} needs a data root; pass "
                 f"--data-root {dataset}=PATH"
@@ -350,7 +354,7 @@ def print_trials(space: Any) -> None:
     """The dry-run table: one row per trial with the settings that vary, and the count."""
     from orchestrator.table import format_table
 
-    trials = space.trials()
+    trials = space.configs()
     columns = space.varying_keys()
     rows = [{"#": i, **t} for i, t in enumerate(trials)]
     fixed = {k: v for k, v in trials[0].items() if k not in columns} if trials else {}

@@ -1,0 +1,166 @@
+"""The MLflow run schema: every name the outside world sees, spelled once (no Ray, no MLflow).
+
+``orchestrator`` writes runs with these names and ``analysis`` reads them back, so both import
+this module and nothing else spells a tag, a role, an artifact or a metric:
+
+- tags ``spectral_sweep.*`` (:class:`Tag`), the run roles (:data:`ROLES`) and strategies;
+- artifact names (:class:`Artifact`);
+- metric names (:class:`Metric`, and :func:`r_ce_point` for the ``r_ce_nu{K}`` family);
+- params: :func:`to_params` and :func:`from_params`, the one pair that crosses between a
+  :class:`~trainables.config.TrialConfig` and MLflow's string params. A setting that is absent
+  (None) is not logged, and an absent param reads back as None; params written by earlier
+  versions as the string ``"None"`` read back as None too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from trainables.config import TrialConfig
+
+TAG_PREFIX = "spectral_sweep."
+
+
+class Tag:
+    """Tag names (``spectral_sweep.<name>``)."""
+
+    SWEEP = TAG_PREFIX + "sweep"
+    TRIAL_ID = TAG_PREFIX + "trial_id"
+    SPACE = TAG_PREFIX + "space"
+    STRATEGY = TAG_PREFIX + "strategy"
+    ROLE = TAG_PREFIX + "role"
+    NODE_ID = TAG_PREFIX + "node_id"
+    NODE_IP = TAG_PREFIX + "node_ip"
+    ERROR = TAG_PREFIX + "error"
+    ERROR_TRACE = TAG_PREFIX + "error_trace"
+    CONFIG_KEY = TAG_PREFIX + "config_key"  # TrialConfig.key: same experiment, same key
+    REFERENCE_RUN = TAG_PREFIX + "reference_run_id"  # predictions and confirmations
+
+
+class Role:
+    """What a run is (tag :attr:`Tag.ROLE`)."""
+
+    TRIAL = "trial"
+    REFERENCE = "reference"
+    CONFIRM = "confirm"
+    PREDICTION = "prediction"
+    ANALYSIS = "analysis"
+
+
+#: Roles of runs a sweep writes; ``analysis`` runs are written by ``analyze``.
+ROLES: tuple[str, ...] = (Role.TRIAL, Role.REFERENCE, Role.CONFIRM, Role.PREDICTION)
+#: Runs that trained nothing (skipped when reading trials).
+UNTRAINED_ROLES: tuple[str, ...] = (Role.ANALYSIS, Role.PREDICTION)
+#: Sweep strategies (tag :attr:`Tag.STRATEGY`).
+STRATEGIES: tuple[str, ...] = ("exhaustive", "estimate")
+
+
+class Artifact:
+    """Artifact file names."""
+
+    SPECTRUM_CSV = "spectrum.csv"
+    SPECTRUM_PNG = "spectrum.png"
+    PER_CLASS_IOU_JSON = "per_class_iou.json"
+    PLAN_LRG_JSON = "plan_lrg.json"
+    PLAN_ANNOTATION_JSON = "plan_annotation.json"
+    ESTIMATOR_JSON = "estimator.json"
+
+
+#: spectrum.csv's column with the band profile at initialisation (before the first epoch).
+INIT_PROFILE_COLUMN = "band_profile_init"
+
+
+class Metric:
+    """Metric names a trial logs (per evaluation, step = epoch)."""
+
+    MIOU = "miou"
+    BOUNDARY_IOU = "boundary_iou"
+    PIXEL_ACC = "pixel_acc"
+    LOSS = "loss"
+    TRAIN_LOSS = "train_loss"
+    GFLOPS = "gflops"
+    GMACS = "gmacs"
+    PARAMS = "params"
+    FPI = "fpi"
+    LRG = "lrg"
+    NU_MAX = "nu_max"
+    NATIVE_LRG = "native_lrg"
+    R_CE_LRG = "r_ce_lrg"
+    R_CE_ANNOTATION = "r_ce_annotation"
+    EPOCH = "epoch"
+    EPOCH_SECONDS = "epoch_seconds"
+    LR = "lr"
+
+
+_R_CE_POINT = re.compile(r"^r_ce_nu(\d+)$")
+
+
+def r_ce_point(nu: int) -> str:
+    """The metric holding R_ce at band ``nu``: ``r_ce_nu{nu}``."""
+    return f"r_ce_nu{int(nu)}"
+
+
+def r_ce_point_band(name: str) -> int | None:
+    """The band of an ``r_ce_nu{K}`` metric name, None for any other name."""
+    match = _R_CE_POINT.match(name)
+    return int(match.group(1)) if match else None
+
+
+#: Params logged beside the TrialConfig fields: derived, for filtering in the UI.
+DERIVED_PARAMS: tuple[str, ...] = ("lrg_effective", "native_lrg")
+_ABSENT = {"none", "null", "nan", ""}
+
+
+def to_params(cfg: TrialConfig) -> dict[str, str]:
+    """MLflow params of a trial: its set fields as strings (None left out), plus the derived
+    ``lrg_effective`` and ``native_lrg``."""
+    params: dict[str, str] = {}
+    for name, value in dataclasses.asdict(cfg).items():
+        if value is None or (isinstance(value, tuple | list | dict) and not value):
+            continue
+        params[name] = _text(value)
+    params["native_lrg"] = str(cfg.native_lrg)
+    params["lrg_effective"] = str(cfg.effective_lrg)
+    return params
+
+
+def from_params(params: Mapping[str, Any]) -> TrialConfig:
+    """The TrialConfig of a run's params (absent or ``"None"`` -> the field's None/default;
+    derived and foreign params are ignored). Bad values raise InputError naming the field."""
+    known = {f.name for f in dataclasses.fields(TrialConfig)}
+    values: dict[str, Any] = {}
+    for name, value in params.items():
+        if name not in known or value is None or str(value).strip().lower() in _ABSENT:
+            continue
+        values[name] = json.loads(value) if name == "extra" and isinstance(value, str) else value
+    return TrialConfig.from_dict(values)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, tuple | list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+__all__ = [
+    "DERIVED_PARAMS",
+    "INIT_PROFILE_COLUMN",
+    "ROLES",
+    "STRATEGIES",
+    "TAG_PREFIX",
+    "UNTRAINED_ROLES",
+    "Artifact",
+    "Metric",
+    "Role",
+    "Tag",
+    "from_params",
+    "r_ce_point",
+    "r_ce_point_band",
+    "to_params",
+]
