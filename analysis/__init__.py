@@ -12,6 +12,7 @@ Typical use::
 
 from __future__ import annotations
 
+from analysis.drops import drop_table, fit_drops
 from analysis.estimator import (
     DEFAULT_R_CE_MAX,
     PAPER_ESTIMATOR,
@@ -20,38 +21,15 @@ from analysis.estimator import (
     fit_line,
     load_estimator,
 )
-from analysis.plan import (
-    Plan,
-    ReferenceRun,
-    curve_at,
-    default_lrgs,
-    plan_lrgs,
-    plan_reference,
-    reference_from_run,
-    references_from_experiment,
-)
-from analysis.runs import (
-    AnalysisWarning,
-    load_runs_csv,
-    load_runs_mlflow,
-    points_curve,
-    read_spectrum,
-    spectrum_curve,
-)
-from analysis.sweep import (
-    Analysis,
-    Group,
-    analyze,
-    drop_table,
-    find_groups,
-    fit_drops,
-    fpi,
-    group_keys,
-    leave_one_dataset_out,
-    optimal_lrg,
-    prepare_runs,
-    reference_curves,
-)
+from analysis.groups import Group, find_groups, fpi, group_keys, optimal_lrg, prepare_runs
+from analysis.mlflow_trials import load_runs_mlflow
+from analysis.plan import Plan, curve_at, plan_lrgs, plan_reference
+from analysis.references import ReferenceRun, reference_from_run, references_from_experiment
+from analysis.runs import AnalysisWarning, load_runs_csv
+from analysis.spectra import points_curve, read_spectrum, spectrum_curve
+from analysis.sweep import Analysis, analyze
+from analysis.validation import leave_one_dataset_out
+from trainables.grids import paper_lrgs as default_lrgs  # the paper's LRG sizes at an input
 
 __all__ = [
     "DEFAULT_R_CE_MAX",
@@ -82,7 +60,6 @@ __all__ = [
     "points_curve",
     "prepare_runs",
     "read_spectrum",
-    "reference_curves",
     "reference_from_run",
     "references_from_experiment",
     "spectrum_curve",

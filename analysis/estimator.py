@@ -21,8 +21,6 @@ from trainables.errors import InputError
 
 #: Default upper bound on R_ce of the points the line is fitted to (paper: 0.2).
 DEFAULT_R_CE_MAX = 0.2
-#: Fields an estimator file must have, with their types.
-_NUMBER_FIELDS = ("slope", "intercept", "r2", "r_ce_max")
 
 
 @dataclass(frozen=True)

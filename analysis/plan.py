@@ -7,12 +7,13 @@ feasible LRG with the least predicted FPI. The reference's own grid is measured,
 (drop 0). A predicted drop of 1 or more is infeasible (no negative mIoU), and so is one above
 ``max_drop`` when given.
 
-:func:`reference_from_run` / :func:`references_from_experiment` read reference runs from MLflow
-and :func:`plan_reference` counts each candidate's FLOPs (``trainables.flops``, counting only).
+:func:`plan_reference` plans from a reference run (``analysis.references``, which reads them from
+MLflow), counting each candidate's FLOPs (``trainables.flops``, counting only).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,9 +23,12 @@ import numpy as np
 
 from analysis.estimator import Estimator
 from trainables.errors import InputError
+from trainables.grids import band_of_lrg, paper_lrgs
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from analysis.references import ReferenceRun
 
 #: Columns of :attr:`Plan.table`.
 PLAN_COLUMNS: tuple[str, ...] = (
@@ -38,11 +42,6 @@ PLAN_COLUMNS: tuple[str, ...] = (
     "feasible",
     "extrapolated",
 )
-
-
-def band_of_lrg(lrg: int) -> int:
-    """Band limit of an ``s x s`` grid, ``(s - 1) // 2`` (as ``trainables.spectral``)."""
-    return (int(lrg) - 1) // 2
 
 
 def curve_at(curve: Mapping[int, float], nu: float) -> float:
@@ -183,80 +182,25 @@ def recommend(table: pd.DataFrame) -> int | None:
     return int(ordered["lrg"].iloc[0])
 
 
-# --------------------------------------------------------------------- reference runs
-
-
-@dataclass(frozen=True)
-class ReferenceRun:
-    """What a plan needs from a reference run: architecture, mIoU, R_ce curve."""
-
-    run_id: str
-    model: str
-    dataset: str
-    backbone: str
-    input_size: int
-    num_classes: int
-    prune_rate: float
-    decoder_prune_rate: float
-    lrg: int  # the run's own (native) grid
-    miou: float
-    curve: dict[int, float]  # band -> R_ce of the reference run
-    flops_convention: str = "compact"  # how the run's FLOPs were counted; plans count alike
-
-    def context(self) -> dict[str, Any]:
-        """The fields a plan's JSON and table header show."""
-        return {
-            "run_id": self.run_id,
-            "model": self.model,
-            "dataset": self.dataset,
-            "backbone": self.backbone,
-            "input_size": self.input_size,
-            "prune_rate": self.prune_rate,
-            "decoder_prune_rate": self.decoder_prune_rate,
-        }
-
-
-def default_lrgs(input_size: int, native: int) -> list[int]:
-    """The paper's LRG sizes scaled to ``input_size`` (``trainables.spectral.paper_bands``),
-    those between 3 and ``native``, plus ``native`` itself; largest first."""
-    from trainables.spectral import lrg_of_band, paper_bands
-
-    sizes = {lrg_of_band(nu) for nu in paper_bands(input_size).values()}
-    return sorted({s for s in sizes if 3 <= s <= native} | {native}, reverse=True)
-
-
 def plan_reference(
     estimator: Estimator,
     reference: ReferenceRun,
     lrgs: list[int] | None = None,
     max_drop: float | None = None,
 ) -> Plan:
-    """Count FLOPs of each candidate LRG for the reference's architecture and plan."""
-    from trainables.flops import architecture_flops
+    """Count FLOPs of each candidate LRG for the reference's architecture and plan.
 
+    Without ``lrgs`` the candidates are the paper's sizes (``trainables.grids.paper_lrgs``).
+    """
     chosen = (
-        sorted(set(lrgs), reverse=True)
-        if lrgs
-        else default_lrgs(reference.input_size, reference.lrg)
+        sorted(set(lrgs), reverse=True) if lrgs else paper_lrgs(reference.input_size, reference.lrg)
     )
     for s in chosen:
         if not 3 <= s <= reference.lrg:
             raise InputError(
                 f"LRG {s} is outside [3, {reference.lrg}] (the reference run's native grid)"
             )
-    candidates = {
-        s: architecture_flops(
-            reference.model,
-            reference.backbone,
-            reference.input_size,
-            reference.num_classes,
-            s,
-            reference.prune_rate,
-            reference.decoder_prune_rate,
-            convention=reference.flops_convention,
-        ).gflops
-        for s in chosen
-    }
+    candidates = {int(s): g for s, g in reference.grid_gflops(chosen).items() if s is not None}
     plan = plan_lrgs(
         estimator,
         reference.miou,
@@ -265,146 +209,7 @@ def plan_reference(
         max_drop=max_drop,
         reference_lrg=reference.lrg,
     )
-    return Plan(
-        table=plan.table,
-        recommended=plan.recommended,
-        reference_miou=plan.reference_miou,
-        reference_lrg=plan.reference_lrg,
-        max_drop=plan.max_drop,
-        context=reference.context(),
-    )
+    return dataclasses.replace(plan, context=reference.context())
 
 
-def reference_from_run(tracking_uri: str, run_id: str) -> ReferenceRun:
-    """Read a reference run's params, final mIoU and R_ce curve from MLflow."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    from analysis.runs import points_curve, quiet_mlflow, read_spectrum, spectrum_curve
-
-    quiet_mlflow()
-    client = MlflowClient(tracking_uri=tracking_uri)
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise InputError(f"no run {run_id!r} at {tracking_uri}") from None
-    params = run.data.params
-    metrics = run.data.metrics
-    where = f"run {run_id}"
-    if "miou" not in metrics or not math.isfinite(metrics["miou"]):
-        raise InputError(f"{where} has no mIoU metric; is it a finished trial run?")
-    spectrum = read_spectrum(f"{run.info.artifact_uri.rstrip('/')}/spectrum.csv", tracking_uri)
-    curve = spectrum_curve(spectrum) if spectrum is not None else {}
-    if not curve:
-        curve = points_curve({k: v for k, v in metrics.items()})
-    if not curve:
-        raise InputError(f"{where} has neither a spectrum.csv artifact nor r_ce_nu* metrics")
-    return _reference(params, run_id, float(metrics["miou"]), curve, where)
-
-
-def _reference(
-    params: Mapping[str, Any], run_id: str, miou: float, curve: dict[int, float], where: str
-) -> ReferenceRun:
-    def need(name: str) -> str:
-        value = params.get(name)
-        if value is None or str(value) in ("", "None", "nan"):
-            raise InputError(f"{where} lacks param {name!r}")
-        return str(value)
-
-    def number(name: str, default: float | None = None) -> float:
-        value = params.get(name)
-        if (value is None or str(value) in ("", "None", "nan")) and default is not None:
-            return default
-        try:
-            return float(need(name))
-        except ValueError:
-            raise InputError(
-                f"{where}: param {name} = {params.get(name)!r} is not a number"
-            ) from None
-
-    lrg_text = params.get("lrg_effective") or params.get("lrg")
-    lrg = int(float(lrg_text)) if lrg_text not in (None, "None") else int(number("native_lrg"))
-    native = params.get("native_lrg")
-    if native not in (None, "", "None") and lrg < int(float(str(native))):
-        raise InputError(
-            f"{where} runs at LRG {lrg}, not at its native grid {int(float(str(native)))}; "
-            "plan from the run at the native grid"
-        )
-    annotation = params.get("annotation_nu_max")
-    input_size = int(number("input_size"))
-    if annotation not in (None, "", "None") and float(annotation) < (input_size - 1) // 2:
-        raise InputError(
-            f"{where} trained on block-wise labels (annotation_nu_max {annotation}); plan from a "
-            "run with pixel-wise labels"
-        )
-    return ReferenceRun(
-        run_id=run_id,
-        model=need("model"),
-        dataset=need("dataset"),
-        backbone=need("backbone"),
-        input_size=input_size,
-        num_classes=_num_classes(params, where),
-        prune_rate=number("prune_rate", 0.0),
-        decoder_prune_rate=number("decoder_prune_rate", 0.0),
-        lrg=lrg,
-        miou=miou,
-        curve=curve,
-        flops_convention=str(params.get("flops_convention") or "compact"),
-    )
-
-
-def _num_classes(params: Mapping[str, Any], where: str) -> int:
-    """The run's class count: its param, else the data set's fixed count, else the data set's."""
-    value = params.get("num_classes")
-    if value not in (None, "", "None", "nan"):
-        return int(float(str(value)))
-    dataset = str(params.get("dataset"))
-    from trainables.config import FIXED_NUM_CLASSES
-
-    if dataset in FIXED_NUM_CLASSES:
-        return FIXED_NUM_CLASSES[dataset]
-    try:
-        from trainables.data import build_dataset
-
-        root = params.get("data_root")
-        built = build_dataset(
-            dataset,
-            root=None if root in (None, "None") else root,
-            split="val",
-            input_size=int(float(str(params.get("input_size", 513)))),
-        )
-        return int(built.num_classes)
-    except Exception as err:
-        raise InputError(
-            f"{where} has num_classes=None and its data set {dataset!r} could not be opened to "
-            f"count them ({type(err).__name__})"
-        ) from None
-
-
-def references_from_experiment(tracking_uri: str, experiment: str) -> list[ReferenceRun]:
-    """One reference per pixel-wise group of an experiment: the run(s) at the native grid.
-
-    Repeats (seeds) are averaged: mean mIoU and mean R_ce curve; params from the first run.
-    """
-    from analysis.runs import load_runs_mlflow, search_runs_frame
-    from analysis.sweep import prepare_runs, truncation_references
-
-    runs = load_runs_mlflow(tracking_uri, experiment)
-    rows = prepare_runs(runs)
-    refs = truncation_references(rows)
-    if refs.empty:
-        raise InputError(f"experiment {experiment!r} has no reference run at a native grid")
-    table = search_runs_frame(tracking_uri, experiment).set_index("run_id")
-    out = []
-    for ref in refs.to_dict("records"):
-        first = str(ref["run_ids"][0])
-        params = {
-            c.removeprefix("params."): v
-            for c, v in table.loc[first].items()
-            if str(c).startswith("params.")
-        }
-        curve = ref["curve"]
-        if not curve:
-            raise InputError(f"reference run {first} has no R_ce curve (spectrum.csv or r_ce_nu*)")
-        out.append(_reference(params, first, float(ref["miou"]), curve, f"run {first}"))
-    return out
+__all__ = ["PLAN_COLUMNS", "Plan", "curve_at", "plan_lrgs", "plan_reference", "recommend"]

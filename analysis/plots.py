@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from analysis.estimator import PAPER_ESTIMATOR, Estimator
+from analysis.groups import ANNOTATION, TRUNCATION, by_keys, group_keys, least_fpi
+from trainables.run_schema import INIT_PROFILE_COLUMN
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from analysis.sweep import Group
+    from analysis.groups import Group
 
 _DPI = 100
 
@@ -84,8 +86,6 @@ def plot_training_spectra(groups: list[Group], path: str | Path) -> Path | None:
     """Initial (dashed) and final (solid) CE band profiles of every reference run (paper Fig. 1,
     fourth row). L_ce[k] can be negative at some bands, so the log axis shows |L_ce[k]| and
     crosses mark the negative bands. None when no reference's spectrum has the init column."""
-    from analysis.runs import INIT_PROFILE_COLUMN
-
     curves = [
         (label, spectrum)
         for label, spectrum, _ in _distinct_curves(groups)
@@ -148,14 +148,12 @@ def _distinct_curves(
 
 def plot_miou_flops(rows: pd.DataFrame, path: str | Path) -> Path | None:
     """mIoU against GFLOPs, one line per (model, dataset, prune rate) group, pixel-wise runs."""
-    from analysis.sweep import TRUNCATION, _by, group_keys
-
     pixel = rows.loc[rows["kind"] == TRUNCATION]
     if pixel.empty:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
-    for key, part in _by(pixel, group_keys(rows)):
+    for key, part in by_keys(pixel, group_keys(rows)):
         part = part.sort_values("gflops")
         label = _key_label(key)
         ax.plot(part["gflops"], part["miou"], marker="o", ms=4, label=label)
@@ -169,8 +167,6 @@ def plot_miou_flops(rows: pd.DataFrame, path: str | Path) -> Path | None:
 
 def plot_fpi(rows: pd.DataFrame, optimal: pd.DataFrame, path: str | Path) -> Path | None:
     """FPI against LRG size per group, the optimum as a filled circle (paper Fig. 4)."""
-    from analysis.sweep import TRUNCATION, _by, group_keys
-
     pixel = rows.loc[rows["kind"] == TRUNCATION]
     if pixel.empty:
         return None
@@ -181,11 +177,11 @@ def plot_fpi(rows: pd.DataFrame, optimal: pd.DataFrame, path: str | Path) -> Pat
     )
     keys = group_keys(rows)
     for ax, dataset in zip(axes[0], datasets, strict=True):
-        for key, part in _by(pixel.loc[pixel["dataset"] == dataset], keys):
+        for key, part in by_keys(pixel.loc[pixel["dataset"] == dataset], keys):
             part = part.sort_values("lrg")
             label = _key_label(key, skip=("dataset",))
             (line,) = ax.plot(part["lrg"], part["fpi"], marker="o", mfc="none", ms=5, label=label)
-            best = part.sort_values(["fpi", "lrg"], ascending=[True, False]).iloc[0]
+            best = least_fpi(part)
             ax.plot([best["lrg"]], [best["fpi"]], "o", color=line.get_color(), ms=8)
         ax.set(xlabel="LRG size", ylabel="FPI (GFLOPs / mIoU)", title=f"FPI: {dataset}")
         ax.grid(alpha=0.3)
@@ -199,8 +195,6 @@ def plot_drops(
     """Relative mIoU drop against R_ce: one panel per sweep kind present (truncation, annotation;
     paper Fig. 5a, 7) and a zoom on the fitted range with the fitted line (solid) and the
     paper's (dashed) (Fig. 5b). Hollow points lie outside the fitted range."""
-    from analysis.sweep import ANNOTATION, TRUNCATION
-
     points = drops.loc[drops["r_ce"].notna()] if not drops.empty else drops
     if points.empty:
         return None
@@ -266,3 +260,31 @@ def _key_label(key: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
         text = f"{value:g}" if isinstance(value, float) else str(value)
         parts.append(text if name in ("model", "dataset") else f"{name.split('_')[0]} {text}")
     return " / ".join(parts)
+
+
+def plot_spectrum(frame: pd.DataFrame, path: str | Path) -> Path:
+    """One run's ``spectrum.png``: R_ce(nu_max) over the band k, and the normalised |b[k]| and
+    |yhat[k]| (its ``spectrum.csv`` frame; logged beside it by ``orchestrator.store``)."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    k = frame["k"]
+    left.plot(k, frame["r_ce"], marker=".", color="tab:red")
+    left.set_xlabel("band limit nu_max (k)")
+    left.set_ylabel("R_ce(nu_max)")
+    left.set_title("relative CE lost by truncation")
+    left.grid(alpha=0.3)
+    for column, label in (
+        ("label_magnitude_norm", "|b[k]| (labels)"),
+        ("pred_magnitude_norm", "|yhat[k]| (prediction)"),
+    ):
+        if column in frame:
+            right.plot(k, frame[column], label=label)
+    right.set_xlabel("band k")
+    right.set_ylabel("normalised magnitude")
+    right.set_yscale("log")
+    right.set_title("spectra (Fig. 1)")
+    right.legend()
+    right.grid(alpha=0.3)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis.estimator import PAPER_ESTIMATOR
+from analysis.mlflow_runs import client_for, experiment_id
 from analysis.plots import (
     plot_drops,
     plot_fpi,
@@ -24,22 +25,23 @@ from analysis.plots import (
     plot_spectra,
     plot_training_spectra,
 )
+from trainables.run_schema import R_CE_MAX_PARAM, Artifact, Metric, Role, Tag
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from analysis.sweep import Analysis
 
-ESTIMATOR_JSON = "estimator.json"
-OPTIMAL_CSV = "optimal_lrg.csv"
-DROPS_CSV = "drops.csv"
-LODO_CSV = "lodo.csv"
-REPORT_MD = "report.md"
-REPORT_HTML = "report.html"
-FIGURES = "figures"
+ESTIMATOR_JSON = Artifact.ESTIMATOR_JSON
+OPTIMAL_CSV = Artifact.OPTIMAL_LRG_CSV
+DROPS_CSV = Artifact.DROPS_CSV
+LODO_CSV = Artifact.LODO_CSV
+REPORT_MD = Artifact.REPORT_MD
+REPORT_HTML = Artifact.REPORT_HTML
+FIGURES = Artifact.FIGURES_DIR
 #: Tags of the analysis run logged next to the trial runs.
 ANALYSIS_RUN_NAME = "analysis"
-ANALYSIS_TAGS = {"spectral_sweep.role": "analysis"}
+ANALYSIS_TAGS = {Tag.ROLE: Role.ANALYSIS}
 
 #: Drop-table columns shown in the report.
 _DROP_COLUMNS = ("group", "lrg", "nu_max", "miou", "drop", "r_ce", "in_fit", "n_runs")
@@ -267,31 +269,30 @@ def log_analysis_run(
 ) -> str:
     """Log the outputs as a new run named "analysis" (tag ``spectral_sweep.role=analysis``) in
     the sweep's experiment; the trial runs are not touched. Returns the new run's id."""
-    from mlflow import MlflowClient
-
-    from analysis.runs import experiment_id, quiet_mlflow
-
-    quiet_mlflow()
-    client = MlflowClient(tracking_uri=tracking_uri)
-    exp_id = experiment_id(tracking_uri, experiment)
-    tags = {**ANALYSIS_TAGS, "spectral_sweep.sweep": experiment}
+    client = client_for(tracking_uri)
+    exp_id = experiment_id(client, tracking_uri, experiment)
+    tags = {**ANALYSIS_TAGS, Tag.SWEEP: experiment}
     run = client.create_run(exp_id, run_name=ANALYSIS_RUN_NAME, tags=tags)
     run_id = run.info.run_id
     try:
-        client.log_param(run_id, "r_ce_max", analysis.r_ce_max)
+        client.log_param(run_id, R_CE_MAX_PARAM, analysis.r_ce_max)
         est = analysis.estimator
         if est is not None:
             for name, value in (
-                ("estimator_slope", est.slope),
-                ("estimator_intercept", est.intercept),
-                ("estimator_r2", est.r2),
-                ("estimator_n", float(est.n)),
+                (Metric.ESTIMATOR_SLOPE, est.slope),
+                (Metric.ESTIMATOR_INTERCEPT, est.intercept),
+                (Metric.ESTIMATOR_R2, est.r2),
+                (Metric.ESTIMATOR_N, float(est.n)),
             ):
                 if math.isfinite(value):
                     client.log_metric(run_id, name, value)
         if not analysis.lodo.empty:
-            client.log_metric(run_id, "lodo_exact_fraction", float(analysis.lodo["exact"].mean()))
-            client.log_metric(run_id, "lodo_mean_regret", float(analysis.lodo["regret"].mean()))
+            client.log_metric(
+                run_id, Metric.LODO_EXACT_FRACTION, float(analysis.lodo["exact"].mean())
+            )
+            client.log_metric(
+                run_id, Metric.LODO_MEAN_REGRET, float(analysis.lodo["regret"].mean())
+            )
         for path in outputs.files:
             client.log_artifact(run_id, str(path))
         if outputs.figures:

@@ -16,21 +16,23 @@ No Ray and no MLflow here: ``orchestrator.strategy`` runs the trainings and reco
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from analysis.estimator import Estimator
-from analysis.plan import Plan, ReferenceRun, plan_lrgs, plan_reference
-from trainables.config import TrialConfig, native_grid_size
+from analysis.groups import ANNOTATION, TRUNCATION, least_fpi
+from analysis.plan import Plan, plan_lrgs, plan_reference
+from analysis.references import ReferenceRun
+from trainables.config import TrialConfig
 from trainables.errors import InputError
+from trainables.grids import lrg_of_band
 
 if TYPE_CHECKING:
     import pandas as pd
 
-TRUNCATION = "truncation"
-ANNOTATION = "annotation"
 #: Columns of the verdict table.
 VERDICT_COLUMNS: tuple[str, ...] = (
     "model",
@@ -50,42 +52,33 @@ class EstimateGroup:
     """Trials that differ along one axis: the trained reference and the predicted candidates."""
 
     kind: str  # TRUNCATION (the lrg axis) or ANNOTATION (the annotation_nu_max axis)
-    reference: dict[str, Any]  # trial config that is trained
-    candidates: tuple[dict[str, Any], ...]  # trial configs predicted from the reference
+    reference: TrialConfig  # the trial that is trained
+    candidates: tuple[TrialConfig, ...]  # the trials predicted from the reference
 
     @property
     def reference_key(self) -> str:
         """``TrialConfig.key`` of the reference (matches its MLflow run)."""
-        return TrialConfig.from_dict(self.reference).key
+        return self.reference.key
 
     @property
     def label(self) -> str:
         """``model / dataset / prune p`` for tables and messages."""
-        cfg = TrialConfig.from_dict(self.reference)
+        cfg = self.reference
         return f"{cfg.model} / {cfg.dataset} / prune {cfg.prune_rate:g}"
 
     def candidate_lrgs(self) -> list[int]:
         """Truncation groups: every candidate's LRG and the native grid, largest first."""
-        cfg = TrialConfig.from_dict(self.reference)
-        native = native_grid_size(cfg.input_size)
-        sizes = {_grid(c) for c in self.candidates} | {native}
+        sizes = {c.effective_lrg for c in self.candidates} | {self.reference.native_lrg}
         return sorted(sizes, reverse=True)
 
 
-def _grid(config: Mapping[str, Any]) -> int:
-    """The decoder grid a trial trains at (its LRG, or the native grid)."""
-    cfg = TrialConfig.from_dict(config)
-    return cfg.lrg if cfg.lrg is not None else native_grid_size(cfg.input_size)
+def _without(cfg: TrialConfig, axis: str) -> str:
+    """The canonical key of ``cfg`` with ``axis`` reset: what its group shares."""
+    reset: dict[str, Any] = {axis: None}
+    return dataclasses.replace(cfg.canonical(), **reset).key
 
 
-def _without(config: Mapping[str, Any], axis: str) -> str:
-    """The canonical key of ``config`` with ``axis`` reset: what its group shares."""
-    canonical = TrialConfig.from_dict(config).canonical().to_dict()
-    canonical[axis] = None
-    return TrialConfig.from_dict(canonical).key
-
-
-def estimate_groups(trials: Sequence[Mapping[str, Any]]) -> list[EstimateGroup]:
+def estimate_groups(trials: Sequence[TrialConfig]) -> list[EstimateGroup]:
     """Split a space's trials into truncation and annotation groups, in first-seen order.
 
     A truncation group lacking a native-grid trial gets one as its reference (it is what the
@@ -94,11 +87,11 @@ def estimate_groups(trials: Sequence[Mapping[str, Any]]) -> list[EstimateGroup]:
     """
     if not trials:
         raise InputError("the space has no trials to plan")
-    by_key = {TrialConfig.from_dict(t).key: dict(t) for t in trials}
-    truncation: dict[str, list[dict[str, Any]]] = {}
-    annotation: dict[str, list[dict[str, Any]]] = {}
+    by_key = {t.key: t for t in trials}
+    truncation: dict[str, list[TrialConfig]] = {}
+    annotation: dict[str, list[TrialConfig]] = {}
     for trial in by_key.values():
-        if TrialConfig.from_dict(trial).uses_blockwise_labels:
+        if trial.uses_blockwise_labels:
             annotation.setdefault(_without(trial, "annotation_nu_max"), []).append(trial)
         else:
             truncation.setdefault(_without(trial, "lrg"), []).append(trial)
@@ -107,29 +100,25 @@ def estimate_groups(trials: Sequence[Mapping[str, Any]]) -> list[EstimateGroup]:
     return [g for g in groups if g.candidates]
 
 
-def _truncation_group(members: list[dict[str, Any]]) -> EstimateGroup:
-    native = [m for m in members if TrialConfig.from_dict(m).canonical().lrg is None]
-    if native:
-        reference = native[0]
-    else:
-        first = TrialConfig.from_dict(members[0])
-        reference = {**members[0], "lrg": native_grid_size(first.input_size)}
-    key = TrialConfig.from_dict(reference).key
-    candidates = tuple(m for m in members if TrialConfig.from_dict(m).key != key)
+def _truncation_group(members: list[TrialConfig]) -> EstimateGroup:
+    native = [m for m in members if m.is_native]
+    first = members[0]
+    reference = native[0] if native else dataclasses.replace(first, lrg=first.native_lrg)
+    candidates = tuple(m for m in members if m.key != reference.key)
     return EstimateGroup(TRUNCATION, reference, candidates)
 
 
 def _annotation_group(
-    members: list[dict[str, Any]], by_key: Mapping[str, dict[str, Any]]
+    members: list[TrialConfig], by_key: Mapping[str, TrialConfig]
 ) -> EstimateGroup:
-    pixel_wise = {**members[0], "annotation_nu_max": None}
-    reference = by_key.get(TrialConfig.from_dict(pixel_wise).key, pixel_wise)
+    pixel_wise = dataclasses.replace(members[0], annotation_nu_max=None)
+    reference = by_key.get(pixel_wise.key, pixel_wise)
     return EstimateGroup(ANNOTATION, reference, tuple(members))
 
 
-def reference_trials(groups: Sequence[EstimateGroup]) -> list[dict[str, Any]]:
-    """The distinct reference configs to train (groups may share one)."""
-    out: dict[str, dict[str, Any]] = {}
+def reference_trials(groups: Sequence[EstimateGroup]) -> list[TrialConfig]:
+    """The distinct reference trials to train (groups may share one)."""
+    out: dict[str, TrialConfig] = {}
     for group in groups:
         out.setdefault(group.reference_key, group.reference)
     return list(out.values())
@@ -147,14 +136,14 @@ class GroupPlan:
     plan: Plan
 
     @property
-    def recommended_config(self) -> dict[str, Any] | None:
-        """The trial config of the recommended LRG (truncation groups), else None."""
+    def recommended_config(self) -> TrialConfig | None:
+        """The trial of the recommended LRG (truncation groups), else None."""
         if self.group.kind != TRUNCATION or self.plan.recommended is None:
             return None
-        for config in (self.group.reference, *self.group.candidates):
-            if _grid(config) == self.plan.recommended:
-                return config
-        return {**self.group.reference, "lrg": self.plan.recommended}
+        for cfg in (self.group.reference, *self.group.candidates):
+            if cfg.effective_lrg == self.plan.recommended:
+                return cfg
+        return dataclasses.replace(self.group.reference, lrg=self.plan.recommended)
 
 
 def plan_group(
@@ -182,20 +171,8 @@ def _annotation_plan(
     """Predictions at each label band: band ``nu`` is that of an LRG ``2 nu + 1``, so the LRG
     plan's rows apply with the reference's own FLOPs (labels cost none); the recommendation is
     the coarsest feasible band instead of the least FPI."""
-    from trainables.flops import architecture_flops
-    from trainables.spectral import lrg_of_band
-
-    gflops = architecture_flops(
-        reference.model,
-        reference.backbone,
-        reference.input_size,
-        reference.num_classes,
-        None,
-        reference.prune_rate,
-        reference.decoder_prune_rate,
-        convention=reference.flops_convention,
-    ).gflops
-    bands = {int(TrialConfig.from_dict(c).annotation_nu_max or 0) for c in group.candidates}
+    gflops = reference.gflops(None)
+    bands = {int(c.annotation_nu_max or 0) for c in group.candidates}
     candidates = {lrg_of_band(nu): gflops for nu in bands}
     plan = plan_lrgs(estimator, reference.miou, reference.curve, candidates, max_drop=max_drop)
     table = plan.table.drop(columns="lrg").rename(columns={"nu_max": "annotation_nu_max"})
@@ -236,7 +213,7 @@ def verdict(plans: Sequence[GroupPlan], exhaustive_rows: pd.DataFrame) -> pd.Dat
         measured = truncation.loc[mask & truncation["fpi"].notna()]
         if measured.empty:
             continue
-        best = measured.sort_values(["fpi", "lrg"], ascending=[True, False]).iloc[0]
+        best = least_fpi(measured)
         picked = item.plan.recommended
         at_pick = measured.loc[measured["lrg"] == picked, "fpi"]
         picked_fpi = float(at_pick.iloc[0]) if len(at_pick) else math.nan

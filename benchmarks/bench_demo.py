@@ -32,7 +32,8 @@ def run_demo(directory: Path, extra: list[str]) -> float:
 
 def run_counts(directory: Path, experiment: str) -> dict[str, int]:
     """MLflow runs of the demo experiment by status."""
-    from orchestrator.tracking import default_tracking_uri, runs_frame
+    from analysis.mlflow_runs import runs_frame
+    from orchestrator.uris import default_tracking_uri
 
     frame = runs_frame(default_tracking_uri(directory), experiment)
     return {str(k): int(v) for k, v in frame["status"].value_counts().items()}

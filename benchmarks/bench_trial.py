@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from trainables.config import TrialConfig
 from trainables.data import blockwise_labels
-from trainables.trial import build_datasets, build_network, resolve_device, seed_everything
+from trainables.trial_setup import build_datasets, build_network, resolve_device, seed_everything
 
 TINY: dict[str, Any] = {
     "backbone": "resnet18",
@@ -102,9 +102,7 @@ def main() -> None:
     device = resolve_device(args.device)
     print(f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'})")
     for name, overrides in configs.items():
-        cfg = TrialConfig.from_dict(
-            {**base, **overrides, "device": args.device, "num_threads": args.threads}
-        )
+        cfg = TrialConfig(**base, **overrides, device=args.device, num_threads=args.threads)
         times, peak = time_steps(cfg, args.steps, args.warmup)
         line = (
             f"{name:32s} input {cfg.input_size} batch {cfg.batch_size}: "

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from search_spaces import SearchSpace, space_from_dict
 from trainables.errors import InputError
+from trainables.run_schema import Role
 
 SearchName = Literal["grid", "optuna"]
 SchedulerName = Literal["fifo", "asha"]
@@ -41,7 +42,7 @@ class SweepSettings:
     max_concurrent: int | None = None  # None: as many as the resources allow
     max_failures: int = 1  # retries of a failed trial, each from its last checkpoint
     strategy: str = "exhaustive"  # "exhaustive" trains every trial; "estimate" (see below)
-    role: str = "trial"  # MLflow tag spectral_sweep.role
+    role: str = Role.TRIAL  # MLflow tag Tag.ROLE (trainables.run_schema.ROLES)
     estimator: str = "paper"  # estimate: "paper" or an estimator.json from `analyze`
     confirm: bool = False  # estimate: also train each group's recommended LRG
     max_drop: float | None = None  # estimate: largest acceptable predicted relative mIoU drop

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from analysis.estimator import Estimator, load_estimator
 from analysis.strategy import (
@@ -32,17 +33,21 @@ from analysis.strategy import (
     plan_group,
     reference_trials,
 )
-from orchestrator import tracking
+from orchestrator import store
 from orchestrator.settings import SweepOutcome, SweepSettings, save_settings
 from search_spaces import space_of_trials
 from trainables.config import TrialConfig
 from trainables.errors import InputError
+from trainables.run_schema import Artifact, Metric, Role, Tag
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
 CONFIRM_SUFFIX = "-confirm"
 #: Plan artifact on the reference run, per group kind.
-PLAN_ARTIFACTS = {TRUNCATION: "plan_lrg.json", ANNOTATION: "plan_annotation.json"}
+PLAN_ARTIFACTS = {TRUNCATION: Artifact.PLAN_LRG_JSON, ANNOTATION: Artifact.PLAN_ANNOTATION_JSON}
 
 
 @dataclass
@@ -78,7 +83,7 @@ def check_estimate(settings: SweepSettings) -> tuple[Estimator, list[EstimateGro
         raise InputError(f"--max-drop {settings.max_drop} is not a fraction in [0, 1)")
     estimator = load_estimator(settings.estimator)
     space = settings.search_space()
-    groups = estimate_groups(space.configs())
+    groups = estimate_groups(space.trials())
     if not groups:
         raise InputError(
             f"space {space.name!r} has no trials to predict (every group is a single trial); "
@@ -88,11 +93,13 @@ def check_estimate(settings: SweepSettings) -> tuple[Estimator, list[EstimateGro
 
 
 def phase_settings(
-    settings: SweepSettings, trials: list[dict[str, Any]], suffix: str, role: str
+    settings: SweepSettings, trials: Sequence[TrialConfig], suffix: str, role: str
 ) -> SweepSettings:
-    """A phase of the strategy as a sweep of exactly ``trials`` into the sweep's experiment."""
+    """A phase of the strategy as a sweep of exactly ``trials`` into the sweep's experiment
+    (the space holds them as plain dicts: what Ray is handed)."""
     space_name = settings.search_space().name
-    space = space_of_trials(f"{space_name}-{role}", trials, f"{role} trials of {space_name}")
+    configs = [t.to_dict() for t in trials]
+    space = space_of_trials(f"{space_name}-{role}", configs, f"{role} trials of {space_name}")
     return dataclasses.replace(
         settings,
         space=space.to_dict(),
@@ -110,7 +117,7 @@ def run_estimate(settings: SweepSettings, *, resume: bool = False) -> EstimateOu
     estimator, groups = check_estimate(settings)
     if not resume:
         save_settings(settings)
-    references = phase_settings(settings, reference_trials(groups), "", "reference")
+    references = phase_settings(settings, reference_trials(groups), "", Role.REFERENCE)
     outcome = EstimateOutcome(
         references=run_sweep(
             references, resume=resume and has_sweep(references.experiment_path), save=False
@@ -121,7 +128,7 @@ def run_estimate(settings: SweepSettings, *, resume: bool = False) -> EstimateOu
     outcome.plans, outcome.skipped = record_predictions(settings, groups, estimator)
     confirm = confirm_trials(outcome.plans)
     if settings.confirm and confirm:
-        phase = phase_settings(settings, confirm, CONFIRM_SUFFIX, "confirm")
+        phase = phase_settings(settings, confirm, CONFIRM_SUFFIX, Role.CONFIRM)
         outcome.confirmations = run_sweep(
             phase, resume=has_sweep(phase.experiment_path), save=False
         )
@@ -129,25 +136,25 @@ def run_estimate(settings: SweepSettings, *, resume: bool = False) -> EstimateOu
     return outcome
 
 
-def _experiment(settings: SweepSettings) -> tuple[Any, str]:
-    client = tracking.make_client(settings.tracking_uri)
+def _experiment(settings: SweepSettings) -> tuple[MlflowClient, str]:
+    client = store.make_client(settings.tracking_uri)
     experiment = settings.mlflow_experiment
-    return client, tracking.ensure_experiment(client, experiment, settings.tracking_uri)
+    return client, store.ensure_experiment(client, experiment, settings.tracking_uri)
 
 
 def record_predictions(
     settings: SweepSettings, groups: list[EstimateGroup], estimator: Estimator
 ) -> tuple[list[GroupPlan], list[str]]:
     """Plan every group from its finished reference run and record the predictions in MLflow."""
-    from analysis.plan import reference_from_run
+    from analysis.references import reference_from_run
 
     client, experiment_id = _experiment(settings)
     space_name = settings.search_space().name
-    tags = tracking.sweep_tags(settings.mlflow_experiment, space_name, "estimate", "prediction")
+    tags = store.sweep_tags(settings.mlflow_experiment, space_name, "estimate", Role.PREDICTION)
     plans: list[GroupPlan] = []
     skipped: list[str] = []
     for group in groups:
-        run = tracking.find_config_run(client, experiment_id, group.reference_key, "reference")
+        run = store.find_config_run(client, experiment_id, group.reference_key, Role.REFERENCE)
         if run is None or run.info.status != "FINISHED":
             skipped.append(group.label)
             log.warning("%s: the reference trial did not finish; nothing predicted", group.label)
@@ -160,48 +167,54 @@ def record_predictions(
 
 
 def _log_plan(
-    client: Any, experiment_id: str, planned: GroupPlan, estimator: Estimator, tags: dict[str, str]
+    client: MlflowClient,
+    experiment_id: str,
+    planned: GroupPlan,
+    estimator: Estimator,
+    tags: dict[str, str],
 ) -> None:
     """The plan on the reference run, and one prediction run per predicted configuration."""
     run_id = planned.reference.run_id
     plan = {**planned.plan.to_dict(), "estimator": estimator.to_dict()}
-    tracking.log_plan_artifact(client, run_id, plan, PLAN_ARTIFACTS[planned.group.kind])
+    store.log_plan_artifact(client, run_id, plan, PLAN_ARTIFACTS[planned.group.kind])
     if planned.group.kind == TRUNCATION and planned.plan.recommended is not None:
-        tracking.log_metrics(client, run_id, {"recommended_lrg": planned.plan.recommended}, 0)
+        store.log_metrics(client, run_id, {Metric.RECOMMENDED_LRG: planned.plan.recommended}, 0)
     for config in planned.group.candidates:
         predicted = _prediction(planned, config)
-        link = {**tags, tracking.TAG_REFERENCE_RUN: run_id}
-        tracking.log_prediction_run(client, experiment_id, config, predicted, link)
+        link = {**tags, Tag.REFERENCE_RUN: run_id}
+        store.log_prediction_run(client, experiment_id, config, predicted, link)
 
 
-def _prediction(planned: GroupPlan, config: dict[str, Any]) -> dict[str, float]:
-    """The plan row of ``config`` as prediction metrics."""
-    cfg = TrialConfig.from_dict(config)
+def _prediction(planned: GroupPlan, cfg: TrialConfig) -> dict[str, float]:
+    """The plan row of ``cfg`` as prediction metrics."""
     table = planned.plan.table
     if planned.group.kind == TRUNCATION:
-        grid = cfg.lrg if cfg.lrg is not None else planned.reference.lrg
+        grid = cfg.effective_lrg
         row = table.loc[table["lrg"] == grid].iloc[0]
         recommended = planned.plan.recommended == grid
     else:
         row = table.loc[table["annotation_nu_max"] == cfg.annotation_nu_max].iloc[0]
         recommended = planned.plan.recommended == cfg.annotation_nu_max
-    names = ("r_ce", "predicted_drop", "predicted_miou", "gflops", "predicted_fpi")
+    names = (
+        Metric.R_CE,
+        Metric.PREDICTED_DROP,
+        Metric.PREDICTED_MIOU,
+        Metric.GFLOPS,
+        Metric.PREDICTED_FPI,
+    )
     out = {name: float(row[name]) for name in names}
-    out["feasible"] = float(bool(row["feasible"]))
-    out["recommended"] = float(recommended)
+    out[Metric.FEASIBLE] = float(bool(row["feasible"]))
+    out[Metric.RECOMMENDED] = float(recommended)
     return out
 
 
-def confirm_trials(plans: list[GroupPlan]) -> list[dict[str, Any]]:
-    """The recommended configs that are not their group's (already trained) reference."""
-    out: dict[str, dict[str, Any]] = {}
+def confirm_trials(plans: list[GroupPlan]) -> list[TrialConfig]:
+    """The recommended trials that are not their group's (already trained) reference."""
+    out: dict[str, TrialConfig] = {}
     for planned in plans:
         config = planned.recommended_config
-        if config is None:
-            continue
-        key = TrialConfig.from_dict(config).key
-        if key != planned.group.reference_key:
-            out.setdefault(key, config)
+        if config is not None and config.key != planned.group.reference_key:
+            out.setdefault(config.key, config)
     return list(out.values())
 
 
@@ -212,15 +225,14 @@ def link_confirmations(settings: SweepSettings, plans: list[GroupPlan]) -> None:
         config = planned.recommended_config
         if config is None:
             continue
-        key = TrialConfig.from_dict(config).key
-        run = tracking.find_config_run(client, experiment_id, key, "confirm")
+        run = store.find_config_run(client, experiment_id, config.key, Role.CONFIRM)
         if run is None:
             continue
         run_id = str(run.info.run_id)
         predicted = _prediction(planned, config)
         metrics = {k: v for k, v in predicted.items() if k.startswith("predicted_")}
-        tracking.set_tags(client, run_id, {tracking.TAG_REFERENCE_RUN: planned.reference.run_id})
-        tracking.log_metrics(client, run_id, metrics, step=0)
+        store.set_tags(client, run_id, {Tag.REFERENCE_RUN: planned.reference.run_id})
+        store.log_metrics(client, run_id, metrics, step=0)
 
 
 __all__ = [

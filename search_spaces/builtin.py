@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-MODELS = ["deeplabv3plus", "dan"]
+from trainables.dataset_registry import FIXED_NUM_CLASSES
+from trainables.grids import PAPER_ANNOTATION_BANDS, PAPER_LRG_SIZES
+from trainables.model_registry import MODEL_NAMES
+
+MODELS = list(MODEL_NAMES)
 PAPER_DATASETS = ["voc", "deepglobe", "cityscapes"]
 
 #: Paper training settings per data set (section 4; appendix A.9).
 PAPER_PER_DATASET: dict[str, dict[str, Any]] = {
-    "voc": {"lr": 0.0007, "epochs": 100, "num_classes": 21},
-    "deepglobe": {"lr": 0.007, "epochs": 600, "num_classes": 7},
-    "cityscapes": {"lr": 0.001, "epochs": 200, "num_classes": 19},
+    "voc": {"lr": 0.0007, "epochs": 100, "num_classes": FIXED_NUM_CLASSES["voc"]},
+    "deepglobe": {"lr": 0.007, "epochs": 600, "num_classes": FIXED_NUM_CLASSES["deepglobe"]},
+    "cityscapes": {"lr": 0.001, "epochs": 200, "num_classes": FIXED_NUM_CLASSES["cityscapes"]},
 }
 #: ImageNet-pretrained encoders as the paper trains them (``--set pretrained=PATH`` for a local
 #: file), and FLOPs on the paper's Table 2 scale.
@@ -27,9 +31,9 @@ PAPER_FIXED: dict[str, Any] = {
     "pretrained": "true",
     "flops_convention": "paper",
 }
-PAPER_LRGS = [129, 97, 81, 65, 49, 33, 17]
+PAPER_LRGS = list(PAPER_LRG_SIZES)
 PAPER_PRUNE_RATES = [0.0, 0.2, 0.4, 0.6]
-PAPER_ANNOTATION_NU = [256, 32, 16, 8]
+PAPER_ANNOTATION_NU = list(PAPER_ANNOTATION_BANDS)
 
 
 def _decoder_rates(rates: list[float], decoder_rate: float = 0.2) -> dict[float, dict[str, Any]]:

@@ -16,7 +16,8 @@ field. A trial is ``fixed`` + one combination of a sub-grid's axes + the ``deriv
 its values + ``overrides``; identical trials from different sub-grids are kept once. The space is
 checked when it is built (shape, names, types, and every trial through ``TrialConfig.from_dict``),
 so a bad space fails before anything starts, with the file, the field, the value and what is
-allowed. No Ray import here: the orchestrator turns a space into Tune objects.
+allowed (the checks are in :mod:`search_spaces.validation`). No Ray import here: the
+orchestrator turns a space into Tune objects.
 """
 
 from __future__ import annotations
@@ -24,26 +25,27 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from search_spaces.validation import (
+    Scalar,
+    contains,
+    key_text,
+    lookup,
+    parse_derived,
+    parse_grids,
+    parse_settings,
+    show,
+    trial_fields,
+)
 from trainables.config import TrialConfig
 from trainables.errors import InputError
 
-#: A value a space may hold (YAML/TOML scalars; TOML has no null, write "none").
-Scalar = str | int | float | bool | None
-
 TOP_LEVEL_KEYS = ("name", "description", "fixed", "grid", "grids", "derived", "overrides")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_SCALAR_TYPES = (str, int, float, bool, type(None))
-
-
-def trial_fields() -> tuple[str, ...]:
-    """The settings a space may set: :class:`TrialConfig` fields (``extra`` included)."""
-    return tuple(f.name for f in dataclasses.fields(TrialConfig))
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,11 @@ class SearchSpace:
         for key, table in self.derived.items():
             if key not in config:
                 continue
-            settings = _lookup(table, config[key])
+            settings = lookup(table, config[key])
             if settings is None:
-                known = ", ".join(_show(v) for v, _ in table)
+                known = ", ".join(show(v) for v, _ in table)
                 raise InputError(
-                    f"{self.source}: derived.{key}: no entry for value {_show(config[key])}; "
+                    f"{self.source}: derived.{key}: no entry for value {show(config[key])}; "
                     f"entries: {known}"
                 )
             config.update(settings)
@@ -118,7 +120,7 @@ class SearchSpace:
             try:
                 out.append(TrialConfig.from_dict(config))
             except InputError as err:
-                where = ", ".join(f"{k}={_show(config.get(k))}" for k in _first_keys(self, config))
+                where = ", ".join(f"{k}={show(config.get(k))}" for k in _first_keys(self, config))
                 raise InputError(f"{self.source}: trial {index} ({where}): {err}") from None
         return tuple(out)
 
@@ -141,7 +143,7 @@ class SearchSpace:
             values: list[Scalar] = []
             for grid in self.grids:
                 candidates = grid.get(name, (self.fixed.get(name, defaults.get(name)),))
-                values.extend(v for v in candidates if not _contains(values, v))
+                values.extend(v for v in candidates if not contains(values, v))
             out[name] = values
         return out
 
@@ -186,7 +188,7 @@ class SearchSpace:
             "fixed": dict(self.fixed),
             "grids": [{k: list(v) for k, v in g.items()} for g in self.grids],
             "derived": {
-                axis: {_key_text(v): dict(s) for v, s in table}
+                axis: {key_text(v): dict(s) for v, s in table}
                 for axis, table in self.derived.items()
             },
             "overrides": dict(self.overrides),
@@ -217,16 +219,16 @@ def space_from_dict(data: Mapping[str, Any], source: str = "space") -> SearchSpa
     description = data.get("description", "") or ""
     if not isinstance(description, str):
         raise InputError(f"{source}: description: {description!r} is not a string")
-    fixed = _settings(data.get("fixed", {}), f"{source}: fixed")
-    grids = _grids(data, source)
+    fixed = parse_settings(data.get("fixed", {}), f"{source}: fixed")
+    grids = parse_grids(data, source)
     axes = {a for g in grids for a in g}
     clash = sorted(axes & set(fixed))
     if clash:
         raise InputError(
             f"{source}: fixed.{clash[0]}: {clash[0]!r} is also a grid axis; set it in one place"
         )
-    derived = _derived(data.get("derived", {}), source, axes | set(fixed))
-    overrides = _settings(data.get("overrides", {}), f"{source}: overrides")
+    derived = parse_derived(data.get("derived", {}), source, axes | set(fixed))
+    overrides = parse_settings(data.get("overrides", {}), f"{source}: overrides")
     space = SearchSpace(
         name=name,
         description=description.strip(),
@@ -279,147 +281,13 @@ def _first_keys(space: SearchSpace, config: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(k for k in keys if k in config))[:5]
 
 
-def _grids(data: Mapping[str, Any], source: str) -> tuple[dict[str, tuple[Scalar, ...]], ...]:
-    if "grid" in data and "grids" in data:
-        raise InputError(f"{source}: give either 'grid' (one) or 'grids' (a list), not both")
-    if "grid" in data:
-        raw: Any = [data["grid"]]
-        label = "grid"
-    elif "grids" in data:
-        raw = data["grids"]
-        label = "grids"
-        if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
-            raise InputError(f"{source}: grids: {raw!r} is not a non-empty list of sub-grids")
-    else:
-        raise InputError(f"{source}: missing field 'grid' (or 'grids'): axis -> list of values")
-    out = []
-    for i, grid in enumerate(raw):
-        where = f"{source}: {label}" if label == "grid" else f"{source}: grids[{i}]"
-        out.append(_grid(grid, where))
-    return tuple(out)
-
-
-def _grid(grid: Any, where: str) -> dict[str, tuple[Scalar, ...]]:
-    if not isinstance(grid, Mapping) or not grid:
-        raise InputError(f"{where}: {grid!r} is not a mapping of axis -> list of values")
-    allowed = trial_fields()
-    out: dict[str, tuple[Scalar, ...]] = {}
-    for axis, values in grid.items():
-        if axis not in allowed or axis == "extra":
-            raise InputError(
-                f"{where}: unknown axis {axis!r}; allowed: {', '.join(a for a in allowed if a != 'extra')}"
-            )
-        if isinstance(values, str | bytes) or not isinstance(values, Sequence) or not values:
-            raise InputError(f"{where}.{axis}: {values!r} is not a non-empty list of values")
-        checked: list[Scalar] = []
-        for value in values:
-            _check_scalar(value, f"{where}.{axis}")
-            if _contains(checked, value):
-                raise InputError(f"{where}.{axis}: value {_show(value)} is listed twice")
-            checked.append(value)
-        out[axis] = tuple(checked)
-    return out
-
-
-def _settings(raw: Any, where: str) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise InputError(f"{where}: {raw!r} is not a mapping of setting -> value")
-    allowed = trial_fields()
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in allowed:
-            raise InputError(f"{where}: unknown setting {key!r}; allowed: {', '.join(allowed)}")
-        if key == "extra":
-            if not isinstance(value, Mapping):
-                raise InputError(f"{where}.extra: {value!r} is not a mapping of option -> value")
-            for option, v in value.items():
-                _check_scalar(v, f"{where}.extra.{option}")
-            out[key] = dict(value)
-        elif key == "eval_lrgs" and isinstance(value, Sequence) and not isinstance(value, str):
-            for v in value:
-                _check_scalar(v, f"{where}.eval_lrgs")
-            out[key] = list(value)
-        else:
-            _check_scalar(value, f"{where}.{key}")
-            out[key] = value
-    return out
-
-
-def _derived(
-    raw: Any, source: str, known: set[str]
-) -> dict[str, tuple[tuple[Scalar, dict[str, Any]], ...]]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise InputError(
-            f"{source}: derived: {raw!r} is not a mapping of axis -> value -> settings"
-        )
-    out: dict[str, tuple[tuple[Scalar, dict[str, Any]], ...]] = {}
-    for key, table in raw.items():
-        where = f"{source}: derived.{key}"
-        if key not in known:
-            allowed = ", ".join(sorted(known)) or "(none)"
-            raise InputError(
-                f"{where}: {key!r} is not a grid axis or fixed setting; allowed: {allowed}"
-            )
-        if not isinstance(table, Mapping) or not table:
-            raise InputError(f"{where}: {table!r} is not a mapping of value -> settings")
-        entries: list[tuple[Scalar, dict[str, Any]]] = []
-        for value, settings in table.items():
-            _check_scalar(value, where)
-            parsed = _settings(settings, f"{where}.{_key_text(value)}")
-            if key in parsed:
-                raise InputError(f"{where}.{_key_text(value)}: sets {key!r}, its own key")
-            entries.append((value, parsed))
-        out[str(key)] = tuple(entries)
-    return out
-
-
-def _check_scalar(value: Any, where: str) -> None:
-    if not isinstance(value, _SCALAR_TYPES):
-        raise InputError(
-            f"{where}: {value!r} is a {type(value).__name__}; allowed: a string, number, "
-            "boolean or null"
-        )
-    if isinstance(value, float) and math.isnan(value):
-        raise InputError(f"{where}: nan is not an allowed value")
-
-
-# ---------------------------------------------------------------------- value matching
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal as values, also across file types: 0.2 == "0.2", None == "none", 1 == 1.0."""
-    if a is None or b is None:
-        return _is_none(a) and _is_none(b)
-    if isinstance(a, bool) or isinstance(b, bool):
-        return str(a).lower() == str(b).lower()
-    try:
-        return float(a) == float(b)
-    except (TypeError, ValueError):
-        return str(a) == str(b)
-
-
-def _is_none(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.lower() in {"none", "null"})
-
-
-def _contains(values: Iterable[Any], value: Any) -> bool:
-    return any(_same(v, value) for v in values)
-
-
-def _lookup(table: Iterable[tuple[Any, Mapping[str, Any]]], value: Any) -> Mapping[str, Any] | None:
-    for key, settings in table:
-        if _same(key, value):
-            return settings
-    return None
-
-
-def _key_text(value: Any) -> Any:
-    return "none" if value is None else value
-
-
-def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
+__all__ = [
+    "NON_SCALAR_FIELDS",
+    "TOP_LEVEL_KEYS",
+    "Scalar",
+    "SearchSpace",
+    "space_from_dict",
+    "space_of_trials",
+    "trial_fields",
+    "validate_trials",
+]

@@ -18,12 +18,12 @@ from analysis import (
     AnalysisWarning,
     Estimator,
     analyze,
+    find_groups,
     fit_estimator,
     group_keys,
     load_runs_csv,
     optimal_lrg,
     prepare_runs,
-    reference_curves,
 )
 from trainables.errors import InputError
 
@@ -284,7 +284,33 @@ def test_regressor_from_reference_curve_when_row_has_none(tmp_path: Path) -> Non
     in_fit = analysis.drops.loc[analysis.drops["in_fit"]].drop_duplicates("run_id")
     assert analysis.estimator.n == len(in_fit)
     assert not drops.loc[("annotation", 2.0), "in_fit"].item()  # R_ce 0.3 >= 0.2
-    assert reference_curves(runs)[runs["run_id"][0]] == curve
+    curves = {
+        str(g.reference["run_id"]): g.curve for g in analysis.groups if g.reference is not None
+    }
+    assert curves[runs["run_id"][0]] == curve
+
+
+def test_groups_read_spectra_through_the_loader_they_are_given(tmp_path: Path) -> None:
+    """Grouping reads no files itself: the loader's spectrum is the reference's curve."""
+    rows = [
+        {"model": "dan", "dataset": "voc", "prune_rate": 0.0, "lrg": 17, "miou": 0.8}
+        | {"gflops": 10.0, "r_ce_nu8": 0.01, "r_ce_nu4": 0.1},
+        {"model": "dan", "dataset": "voc", "prune_rate": 0.0, "lrg": 9, "miou": 0.7, "gflops": 8},
+    ]
+    prepared = prepare_runs(load_runs_csv(write_csv(tmp_path / "r.csv", rows)))
+    spectrum = pd.DataFrame({"k": [4, 8], "r_ce": [0.2, 0.02]})
+    asked: list[str] = []
+
+    def loader(reference: Any) -> pd.DataFrame:
+        asked.append(str(reference["run_id"]))
+        return spectrum
+
+    (group,) = find_groups(prepared, loader)
+    assert group.reference is not None and asked == [group.reference["run_id"]]
+    assert group.curve == {4: 0.2, 8: 0.02}
+    assert group.curve_source == "spectrum.csv" and group.spectrum is spectrum
+    (plain,) = find_groups(prepared)  # no loader: the reference's r_ce_nu{K} points
+    assert plain.curve == {4: 0.1, 8: 0.01} and plain.curve_source == "r_ce_nu metrics"
 
 
 def test_group_without_reference_warned_and_left_out(tmp_path: Path) -> None:
@@ -379,3 +405,26 @@ def test_context_columns_split_groups_only_when_they_vary_within_one(tmp_path: P
     assert len(analysis.optimal) == 4 and "backbone" in analysis.optimal
     assert analysis.estimator is not None
     assert analysis.estimator.slope == pytest.approx(0.5, abs=1e-9)  # 0.9 x both: same drops
+
+
+def test_annotation_reference_sits_at_the_image_band(tmp_path: Path) -> None:
+    """A pixel-wise run is the truncation reference at its LRG band (R_ce 0.004 here) and the
+    annotation reference at the image's own band, where R_ce is 0 (DESIGN.md)."""
+    base = {"model": "dan", "dataset": "voc", "prune_rate": 0.0, "input_size": 65}
+    rows = [
+        base | {"lrg": 17, "miou": 0.8, "gflops": 10.0, "r_ce": 0.004},
+        base | {"lrg": 9, "miou": 0.76, "gflops": 8.0, "r_ce": 0.05},
+        base | {"lrg": 17, "miou": 0.77, "gflops": 10.0, "annotation_nu_max": 4, "r_ce": 0.06},
+    ]
+    drops = analyze(load_runs_csv(write_csv(tmp_path / "r.csv", rows))).drops
+    refs = drops.loc[drops["is_reference"]].set_index("kind")
+    assert refs.loc["truncation", "r_ce"] == pytest.approx(0.004)
+    assert refs.loc["truncation", "nu_max"] == 8
+    assert refs.loc["annotation", "r_ce"] == 0.0 and refs.loc["annotation", "nu_max"] == 32
+
+
+def test_fit_without_any_r_ce_below_the_range_says_so(tmp_path: Path) -> None:
+    rows = line_rows("voc", 0.5, {13: 0.3, 9: 0.4, 5: 0.5, 3: 0.6}, GFLOPS, ref_r_ce=0.25)
+    analysis = analyze(load_runs_csv(write_csv(tmp_path / "r.csv", rows)))
+    assert analysis.estimator is None
+    assert any("no run has an R_ce below 0.2" in note for note in analysis.notes)

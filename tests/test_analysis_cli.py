@@ -160,7 +160,8 @@ def _log_run(
 ) -> str:
     from mlflow.entities import Metric, Param
 
-    from orchestrator.tracking import trial_params
+    from trainables.config import TrialConfig
+    from trainables.run_schema import to_params
 
     tags = {
         "spectral_sweep.sweep": "sweep",
@@ -171,7 +172,7 @@ def _log_run(
     }
     run = client.create_run(experiment_id, run_name=trial, tags=tags)
     run_id = run.info.run_id
-    params = [Param(k, v) for k, v in trial_params(config).items()]
+    params = [Param(k, v) for k, v in to_params(TrialConfig.from_dict(config)).items()]
     client.log_batch(
         run_id,
         params=params,
@@ -192,10 +193,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     finished run without mIoU."""
     from mlflow import MlflowClient
 
-    from analysis.runs import quiet_mlflow
+    from analysis.mlflow_runs import quiet_mlflow_logs
     from trainables.spectral import paper_bands
 
-    quiet_mlflow()
+    quiet_mlflow_logs()
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)

@@ -63,6 +63,21 @@ def test_registry_names_and_unknown_name() -> None:
         build_dataset("vocx")
 
 
+def test_class_counts_have_one_registry() -> None:
+    """The torch-free registry the config checks holds the readers' own class counts."""
+    from trainables.config import DATASET_NAMES, FIXED_NUM_CLASSES
+    from trainables.data.cityscapes import CITYSCAPES_CLASSES
+    from trainables.data.deepglobe import DEEPGLOBE_CLASSES
+    from trainables.data.voc import VOC_CLASSES
+
+    assert tuple(list_datasets()) == DATASET_NAMES
+    assert {
+        "voc": len(VOC_CLASSES),
+        "cityscapes": len(CITYSCAPES_CLASSES),
+        "deepglobe": len(DEEPGLOBE_CLASSES),
+    } == FIXED_NUM_CLASSES
+
+
 def test_unknown_option_and_bad_common_values() -> None:
     with pytest.raises(InputError, match=r"'lenght'.*length, image_size"):
         build_dataset("synthetic-smooth", lenght=4)

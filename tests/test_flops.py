@@ -334,6 +334,10 @@ def test_bad_conventions_are_one_line_errors(capsys: pytest.CaptureFixture[str])
     )
     assert main(["flops", "--convention", "paper", "--output-stride", "16"]) == 2
     assert "conflicts with FLOPs convention 'paper'" in capsys.readouterr().err
+    assert main(["flops", "--table2", "--convention", "paper", "--lrg", "65"]) == 2
+    err = capsys.readouterr().err
+    assert "--table2 counts the paper's own architectures; drop --lrg" in err
+    assert err.count("\n") == 1
     with pytest.raises(InputError, match="flops_convention='x'"):
         TrialConfig(flops_convention="x")  # type: ignore[arg-type]
 

@@ -118,7 +118,8 @@ def test_default_lrgs_scale_the_paper_sizes() -> None:
 
 def test_plan_counts_flops_in_the_reference_runs_convention() -> None:
     """A reference trained under the paper's FLOPs convention is planned on the same scale."""
-    from analysis.plan import _reference, plan_reference
+    from analysis.plan import plan_reference
+    from analysis.references import _reference
     from trainables.flops import architecture_flops
 
     params = {

@@ -596,3 +596,13 @@ def test_fold_into_a_padded_consumer_is_exact_at_the_border() -> None:
     inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))
     assert max_diff(bias_only[inner], masked[inner]) <= 1e-5
     assert max_diff(bias_only, masked) > 1e-2  # the border differs without the fold map
+
+
+def test_compact_leaves_the_global_rng_alone() -> None:
+    """Folding swaps in new conv modules; building them must not draw random numbers."""
+    model = tiny_seg()
+    SoftFilterPruner(model, 0.5, 0.5).step()
+    before = torch.get_rng_state()
+    small = compact(model)
+    assert any(isinstance(m, FoldedConv2d) for m in small.modules())
+    assert torch.equal(before, torch.get_rng_state())

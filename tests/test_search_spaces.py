@@ -17,7 +17,6 @@ from search_spaces import (
     resolve_space,
     space_from_dict,
 )
-from trainables.config import TrialConfig
 from trainables.errors import InputError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "search_spaces" / "example.yaml"
@@ -36,7 +35,7 @@ def test_registry_lists_the_four_spaces() -> None:
 @pytest.mark.parametrize("name", ["paper-truncation", "paper-annotation", "demo", "smoke"])
 def test_every_builtin_trial_is_a_valid_trial_config(name: str) -> None:
     trials = expand(get_space(name))
-    configs = [TrialConfig.from_dict(t) for t in trials]
+    configs = get_space(name).trials()
     assert len({repr(sorted(t.items())) for t in trials}) == len(trials)  # no duplicates
     assert all(c.model in ("deeplabv3plus", "dan") for c in configs)
 
@@ -62,7 +61,8 @@ def test_paper_annotation_grid() -> None:
     assert len(trials) == 2 * 3 * 4
     assert values(trials, "annotation_nu_max") == {256, 32, 16, 8}
     assert values(trials, "lrg") == {None}  # native grid
-    native = [TrialConfig.from_dict(t) for t in trials if t["annotation_nu_max"] == 256]
+    configs = get_space("paper-annotation").trials()
+    native = [c for c in configs if c.annotation_nu_max == 256]
     assert native and not any(c.uses_blockwise_labels for c in native)
 
 
@@ -74,11 +74,11 @@ def test_demo_exercises_every_axis_and_stays_small() -> None:
     assert len(values(trials, "prune_rate")) >= 2
     assert len(values(trials, "annotation_nu_max") - {None}) >= 3
     assert len(trials) < 2 * 2 * 4 * 2 * 4  # a union of sub-grids, not the cross product
-    assert all(TrialConfig.from_dict(t).input_size == 65 for t in trials)
+    assert all(c.input_size == 65 for c in get_space("demo").trials())
 
 
 def test_smoke_has_at_most_four_short_trials() -> None:
-    trials = [TrialConfig.from_dict(t) for t in expand(get_space("smoke"))]
+    trials = get_space("smoke").trials()
     assert 1 <= len(trials) <= 4
     assert all(c.epochs == 1 and c.dataset.startswith("synthetic") for c in trials)
 
@@ -149,7 +149,7 @@ def test_round_trip_through_plain_data() -> None:
 def test_overrides_and_data_roots(tmp_path: Path) -> None:
     space = get_space("paper-annotation").with_overrides({"epochs": "1"})
     assert values(expand(space), "epochs") == {"1"}
-    assert TrialConfig.from_dict(expand(space)[0]).epochs == 1
+    assert space.trials()[0].epochs == 1
     rooted = space.with_data_roots({"voc": str(tmp_path)})
     voc = [t for t in expand(rooted) if t["dataset"] == "voc"]
     assert values(voc, "data_root") == {str(tmp_path)}

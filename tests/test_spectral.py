@@ -132,8 +132,8 @@ def test_chunked_computation_matches_one_pass(monkeypatch: pytest.MonkeyPatch) -
     """Image chunks and class groups (small limits here) give the one-pass result."""
     logits, labels = make_batch(3, 5, 20, 33, seed=13)
     whole = ce_spectrum(logits, labels, precision="double")
-    monkeypatch.setattr(spectral, "_CHUNK_ELEMENTS", 2 * 5 * 20 * 33)  # 2 images per chunk
-    monkeypatch.setattr(spectral, "_FFT_ELEMENTS", 2 * 20 * 33)  # 1 or 2 classes per FFT
+    monkeypatch.setattr(spectral.ce, "_CHUNK_ELEMENTS", 2 * 5 * 20 * 33)  # 2 images per chunk
+    monkeypatch.setattr(spectral.ce, "_FFT_ELEMENTS", 2 * 20 * 33)  # 1 or 2 classes per FFT
     chunked = ce_spectrum(logits, labels, precision="double")
     torch.testing.assert_close(chunked.band_profile, whole.band_profile, rtol=1e-10, atol=1e-13)
     torch.testing.assert_close(chunked.pred_magnitude, whole.pred_magnitude)
@@ -144,7 +144,7 @@ def test_auto_precision_is_chosen_per_chunk(monkeypatch: pytest.MonkeyPatch) -> 
     logits, labels = make_batch(2, 4, 16, 16, seed=14, ignore=0.0)
     onehot = F.one_hot(labels[1], 4).permute(2, 0, 1).float()
     logits[1] += 15.0 * onehot  # the second image is predicted confidently
-    monkeypatch.setattr(spectral, "_CHUNK_ELEMENTS", 4 * 16 * 16)  # one image per chunk
+    monkeypatch.setattr(spectral.ce, "_CHUNK_ELEMENTS", 4 * 16 * 16)  # one image per chunk
     spectrum = ce_spectrum(logits, labels)
     expected = F.cross_entropy(logits.double(), labels).item()
     assert spectrum.precision == "mixed"

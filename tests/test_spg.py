@@ -110,8 +110,9 @@ def test_decoder_spg_peaks_at_nu_i_and_is_symmetric() -> None:
 
 
 def test_checkpoint_weights_are_loaded(tmp_path: Path) -> None:
+    from trainables.checkpoint import save_checkpoint
     from trainables.config import TrialConfig
-    from trainables.trial import build_network, build_optimizer, save_checkpoint
+    from trainables.trial_setup import build_network, build_optimizer
 
     cfg = TrialConfig(model="deeplabv3plus", backbone=TINY, num_classes=3, input_size=33)
     torch.manual_seed(5)
@@ -176,6 +177,8 @@ def test_cli_dataset_features(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         (["--op", "decoder", "--model", "unet"], "unknown model 'unet'"),
         (["--op", "decoder", "--backbone", "resnt18"], "unknown backbone 'resnt18'"),
         (["--op", "relu", "--dataset", "voc"], "--dataset only applies to --op decoder"),
+        (["--op", "conv", "--images", "5"], "--images only applies to --op decoder"),
+        (["--op", "conv", "--split", "train"], "--split only applies to --op decoder"),
         (["--op", "decoder", "--checkpoint-dir", "/nonexistent/x"], "does not exist"),
     ],
 )

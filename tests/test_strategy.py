@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from analysis.estimator import PAPER_ESTIMATOR
-from analysis.plan import ReferenceRun
+from analysis.references import ReferenceRun
 from analysis.strategy import (
     ANNOTATION,
     TRUNCATION,
@@ -33,24 +33,28 @@ def trial(**values: Any) -> dict[str, Any]:
     return {**BASE, **values}
 
 
+def cfg(**values: Any) -> TrialConfig:
+    return TrialConfig.from_dict(trial(**values))
+
+
 # --------------------------------------------------------------------- grouping
 
 
 def test_config_key_ignores_spelling_and_run_only_settings() -> None:
-    native = TrialConfig.from_dict(trial(lrg=9, num_threads=2)).key
-    assert native == TrialConfig.from_dict(trial()).key  # lrg 9 is the native grid at 33
-    assert native == TrialConfig.from_dict(trial(annotation_nu_max=16)).key  # 16 = image band
-    assert native != TrialConfig.from_dict(trial(lrg=5)).key
-    assert native != TrialConfig.from_dict(trial(annotation_nu_max=2)).key
+    native = cfg(lrg=9, num_threads=2).key
+    assert native == cfg().key  # lrg 9 is the native grid at 33
+    assert native == cfg(annotation_nu_max=16).key  # 16 = image band
+    assert native != cfg(lrg=5).key
+    assert native != cfg(annotation_nu_max=2).key
 
 
 def test_groups_of_the_demo_space() -> None:
-    groups = estimate_groups(get_space("demo").configs())
+    groups = estimate_groups(get_space("demo").trials())
     kinds = [g.kind for g in groups]
     assert kinds.count(TRUNCATION) == 6 and kinds.count(ANNOTATION) == 2
     for group in groups:
-        assert TrialConfig.from_dict(group.reference).canonical().lrg is None  # native grid
-        assert not TrialConfig.from_dict(group.reference).uses_blockwise_labels
+        assert group.reference.canonical().lrg is None  # native grid
+        assert not group.reference.uses_blockwise_labels
     # the annotation groups' pixel-wise references are truncation references too: 6 trainings
     assert len(reference_trials(groups)) == 6
     smooth = next(g for g in groups if g.kind == TRUNCATION and g.label.startswith("dan"))
@@ -58,29 +62,29 @@ def test_groups_of_the_demo_space() -> None:
 
 
 def test_missing_native_trial_becomes_the_reference() -> None:
-    groups = estimate_groups([trial(lrg=5), trial(lrg=3)])
+    groups = estimate_groups([cfg(lrg=5), cfg(lrg=3)])
     assert len(groups) == 1
-    assert groups[0].reference["lrg"] == 9
-    assert sorted(c["lrg"] for c in groups[0].candidates) == [3, 5]
+    assert groups[0].reference.lrg == 9
+    assert sorted(c.lrg for c in groups[0].candidates if c.lrg is not None) == [3, 5]
 
 
 def test_annotation_group_reference_is_pixel_wise() -> None:
-    groups = estimate_groups([trial(annotation_nu_max=4), trial(annotation_nu_max=2)])
+    groups = estimate_groups([cfg(annotation_nu_max=4), cfg(annotation_nu_max=2)])
     assert [g.kind for g in groups] == [ANNOTATION]
-    assert groups[0].reference["annotation_nu_max"] is None
+    assert groups[0].reference.annotation_nu_max is None
     assert len(groups[0].candidates) == 2
 
 
 def test_single_trial_groups_predict_nothing() -> None:
-    assert estimate_groups([trial(), trial(model="deeplabv3plus")]) == []
+    assert estimate_groups([cfg(), cfg(model="deeplabv3plus")]) == []
     with pytest.raises(InputError, match="no trials"):
         estimate_groups([])
 
 
 def test_space_of_trials_holds_exactly_those_trials() -> None:
-    refs = reference_trials(estimate_groups(get_space("demo").configs()))
-    space = space_of_trials("demo-reference", refs)
-    assert space.configs() == refs
+    refs = reference_trials(estimate_groups(get_space("demo").trials()))
+    space = space_of_trials("demo-reference", [r.to_dict() for r in refs])
+    assert space.trials() == tuple(refs)
     with pytest.raises(InputError, match="extra differs"):
         space_of_trials("x", [trial(extra={"length": 2}), trial(lrg=5)])
 
@@ -106,7 +110,7 @@ def reference_run(**overrides: Any) -> ReferenceRun:
 
 
 def test_truncation_plan_predicts_every_candidate() -> None:
-    (group,) = estimate_groups([trial(lrg=5), trial(lrg=3)])
+    (group,) = estimate_groups([cfg(lrg=5), cfg(lrg=3)])
     planned = plan_group(group, reference_run(), PAPER_ESTIMATOR)
     table = planned.plan.table.set_index("lrg")
     assert list(table.index) == [9, 5, 3]
@@ -118,7 +122,7 @@ def test_truncation_plan_predicts_every_candidate() -> None:
 
 
 def test_annotation_plan_recommends_the_coarsest_labels_within_max_drop() -> None:
-    (group,) = estimate_groups([trial(annotation_nu_max=3), trial(annotation_nu_max=1)])
+    (group,) = estimate_groups([cfg(annotation_nu_max=3), cfg(annotation_nu_max=1)])
     planned = plan_group(group, reference_run(), PAPER_ESTIMATOR, max_drop=0.05)
     table = planned.plan.table.set_index("annotation_nu_max")
     assert table.loc[3, "predicted_drop"] == pytest.approx(PAPER_ESTIMATOR.predict_drop(0.02))
@@ -137,10 +141,8 @@ def measured(model: str, lrg: int, fpi: float) -> dict[str, Any]:
 
 
 def test_verdict_exact_picks_and_regret() -> None:
-    groups = estimate_groups([trial(lrg=5), trial(lrg=3), trial(model="deeplabv3plus", lrg=5)])
-    plans = [
-        plan_group(g, reference_run(model=g.reference["model"]), PAPER_ESTIMATOR) for g in groups
-    ]
+    groups = estimate_groups([cfg(lrg=5), cfg(lrg=3), cfg(model="deeplabv3plus", lrg=5)])
+    plans = [plan_group(g, reference_run(model=g.reference.model), PAPER_ESTIMATOR) for g in groups]
     picks = {p.reference.model: p.plan.recommended for p in plans}
     # measured FPI chosen so dan's optimum is its pick and deeplabv3plus's is not
     fpi = {("dan", picks["dan"]): 1.0, ("deeplabv3plus", picks["deeplabv3plus"]): 3.0}
@@ -156,7 +158,7 @@ def test_verdict_exact_picks_and_regret() -> None:
 
 
 def test_verdict_of_an_unmeasured_pick_has_nan_regret() -> None:
-    (group,) = estimate_groups([trial(lrg=5), trial(lrg=3)])
+    (group,) = estimate_groups([cfg(lrg=5), cfg(lrg=3)])
     planned = plan_group(group, reference_run(), PAPER_ESTIMATOR)
     other = [lrg for lrg in (9, 5, 3) if lrg != planned.plan.recommended]
     rows = pd.DataFrame([measured("dan", lrg, float(lrg)) for lrg in other])
@@ -172,8 +174,9 @@ def test_verdict_of_an_unmeasured_pick_has_nan_regret() -> None:
 def test_demo_story_on_the_smoke_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import ray
 
-    from orchestrator import tracking
+    from analysis.mlflow_runs import runs_frame
     from orchestrator.cli import main
+    from orchestrator.uris import default_tracking_uri
 
     if ray.is_initialized():
         ray.shutdown()
@@ -183,8 +186,8 @@ def test_demo_story_on_the_smoke_space(tmp_path: Path, capsys: pytest.CaptureFix
         out = capsys.readouterr().out
         assert "== verdict ==" in out
         # smoke: 4 trials in 2 groups (LRG 9 native, 5): 2 references + confirmations
-        uri = tracking.default_tracking_uri(tmp_path)
-        frame = tracking.runs_frame(uri, "smoke-estimate")
+        uri = default_tracking_uri(tmp_path)
+        frame = runs_frame(uri, "smoke-estimate")
         roles = frame["tags.spectral_sweep.role"].value_counts().to_dict()
         assert roles["reference"] == 2 and roles["prediction"] == 2
         confirmed = roles.get("confirm", 0)
@@ -201,16 +204,16 @@ def test_demo_story_on_the_smoke_space(tmp_path: Path, capsys: pytest.CaptureFix
         assert main(args) == 0
         assert "resuming sweep 'smoke'" in capsys.readouterr().out
         for name, count in (("smoke", 5), ("smoke-estimate", len(frame))):  # 4 trials + analysis
-            assert len(tracking.runs_frame(uri, name)) == count, name
+            assert len(runs_frame(uri, name)) == count, name
     finally:
         ray.shutdown()
 
 
 def check_predictions(uri: str, frame: pd.DataFrame) -> None:
     """Prediction runs: LRG 5 of each group, linked to a reference with plan_lrg.json."""
-    from orchestrator import tracking
+    from orchestrator import store
 
-    client = tracking.make_client(uri)
+    client = store.make_client(uri)
     references = frame.loc[frame["tags.spectral_sweep.role"] == "reference"]
     predictions = frame.loc[frame["tags.spectral_sweep.role"] == "prediction"]
     assert set(predictions["params.lrg"]) == {"5"}

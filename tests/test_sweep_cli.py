@@ -149,11 +149,12 @@ def test_resources_this_machine_cannot_hold(
 def test_new_sweep_refuses_an_experiment_with_runs(
     in_tmp: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from orchestrator import tracking
+    from analysis.mlflow_runs import runs_frame
+    from orchestrator import store, uris
 
-    uri = tracking.default_tracking_uri(in_tmp)
-    client = tracking.make_client(uri)
-    experiment = tracking.ensure_experiment(client, "smoke", uri)
+    uri = uris.default_tracking_uri(in_tmp)
+    client = store.make_client(uri)
+    experiment = store.ensure_experiment(client, "smoke", uri)
     client.create_run(experiment)
     fails_with(
         capsys,
@@ -161,7 +162,7 @@ def test_new_sweep_refuses_an_experiment_with_runs(
         "'smoke'",
         "already holds runs",
     )
-    assert len(tracking.runs_frame(uri, "smoke")) == 1  # nothing added, nothing lost
+    assert len(runs_frame(uri, "smoke")) == 1  # nothing added, nothing lost
 
 
 def test_estimate_only_flags_need_the_strategy(

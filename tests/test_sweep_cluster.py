@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator import tracking
+from analysis.mlflow_runs import runs_frame
+from orchestrator import uris
 from orchestrator.cli import main
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -38,10 +39,10 @@ def test_trials_run_on_both_nodes(two_nodes: Any, tmp_path: Path) -> None:
 
     node_ids = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     assert len(node_ids) == 2
-    uri = tracking.default_tracking_uri(tmp_path)
+    uri = uris.default_tracking_uri(tmp_path)
     args = ["sweep", "--space", "smoke", "--address", two_nodes.address, "--quiet"]
     args += ["--storage", str(tmp_path / "runs"), "--tracking-uri", uri]
     assert main(args) == 0
-    frame = tracking.runs_frame(uri, "smoke")
+    frame = runs_frame(uri, "smoke")
     assert len(frame) == 4 and set(frame["status"]) == {"FINISHED"}
     assert set(frame["tags.spectral_sweep.node_id"]) == node_ids

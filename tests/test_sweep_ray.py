@@ -15,10 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
-from orchestrator import tracking
+from analysis.mlflow_runs import runs_frame
+from orchestrator import store, uris
 from orchestrator.cli import main
+from trainables.run_schema import Tag
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -69,19 +72,19 @@ def check_finished_run(client: Any, run: Any) -> None:
     assert [m.step for m in history] == list(range(int(run.data.params["epochs"])))
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert artifacts == {"spectrum.csv", "spectrum.png", "per_class_iou.json"}
-    assert run.data.tags[tracking.TAG_NODE_ID]
+    assert run.data.tags[Tag.NODE_ID]
 
 
 def test_smoke_sweep_into_sqlite(
     ray_local: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    uri = tracking.default_tracking_uri(tmp_path)
+    uri = uris.default_tracking_uri(tmp_path)
     assert sweep(tmp_path, uri, "--space", "smoke") == 0
     out = capsys.readouterr().out
     assert "mIoU" in out and "GFLOPs" in out  # Tune's progress table with our columns
     assert "sweep smoke: 4 finished, 0 failed, 0 unfinished of 4 trials" in out
 
-    frame = tracking.runs_frame(uri, "smoke")
+    frame = runs_frame(uri, "smoke")
     assert len(frame) == 4 and set(frame["status"]) == {"FINISHED"}
     assert frame["tags.spectral_sweep.trial_id"].is_unique
     assert set(zip(frame["params.model"], frame["params.lrg"], strict=True)) == {
@@ -92,7 +95,7 @@ def test_smoke_sweep_into_sqlite(
     }
     assert set(frame["tags.spectral_sweep.space"]) == {"smoke"}
     assert set(frame["tags.spectral_sweep.strategy"]) == {"exhaustive"}
-    client = tracking.make_client(uri)
+    client = store.make_client(uri)
     for run_id in frame["run_id"]:
         check_finished_run(client, client.get_run(run_id))
     # Tune kept each trial's last checkpoint with the artifacts beside checkpoint.pt
@@ -115,21 +118,21 @@ def test_a_failing_trial_does_not_stop_the_others(
         {"dataset": {"synthetic-smooth": {}, "folder": {"data_root": str(empty)}}},
         model="dan",
     )
-    uri = tracking.default_tracking_uri(tmp_path)
+    uri = uris.default_tracking_uri(tmp_path)
     assert sweep(tmp_path, uri, "--space-file", str(path), "--max-failures", "0", "--quiet") == 1
     captured = capsys.readouterr()
     assert "1 finished, 1 failed" in captured.out
-    frame = tracking.runs_frame(uri, "failing").set_index("params.dataset")
+    frame = runs_frame(uri, "failing").set_index("params.dataset")
     assert frame.loc["synthetic-smooth", "status"] == "FINISHED"
     assert frame.loc["folder", "status"] == "FAILED"
     assert "Error" in frame.loc["folder", "tags.spectral_sweep.error"]
 
 
 def test_optuna_multi_objective_with_asha(ray_local: Any, tmp_path: Path) -> None:
-    uri = tracking.default_tracking_uri(tmp_path)
+    uri = uris.default_tracking_uri(tmp_path)
     args = ["--space", "smoke", "--search", "optuna", "--num-samples", "2", "--multi-objective"]
     assert sweep(tmp_path, uri, *args, "--scheduler", "asha", "--seed", "1", "--quiet") == 0
-    frame = tracking.runs_frame(uri, "smoke")
+    frame = runs_frame(uri, "smoke")
     assert len(frame) == 2 and set(frame["status"]) == {"FINISHED"}
     assert set(frame["params.model"]) <= {"deeplabv3plus", "dan"}
     assert set(frame["params.lrg"]) <= {"9", "5"}
@@ -204,11 +207,13 @@ def test_sweep_against_a_real_mlflow_server(
     grids = [{"lrg": [3]}, {"annotation_nu_max": [2]}]
     path = space_file(tmp_path, "served", grids, model="deeplabv3plus", epochs=2)
     assert sweep(tmp_path, mlflow_server, "--space-file", str(path), "--quiet") == 0
-    frame = tracking.runs_frame(mlflow_server, "served")
+    frame = runs_frame(mlflow_server, "served")
     assert len(frame) == 2 and set(frame["status"]) == {"FINISHED"}
-    pairs = set(zip(frame["params.lrg"], frame["params.annotation_nu_max"], strict=True))
-    assert pairs == {("3", "None"), ("None", "2")}
-    client = tracking.make_client(mlflow_server)
+    # an absent setting is not logged: it reads back as a missing param
+    settings = frame[["params.lrg", "params.annotation_nu_max"]]
+    pairs = {tuple(None if pd.isna(v) else v for v in row) for row in settings.itertuples(False)}
+    assert pairs == {("3", None), (None, "2")}
+    client = store.make_client(mlflow_server)
     for run_id in frame["run_id"]:
         check_finished_run(client, client.get_run(run_id))
     assert list((tmp_path / "server-artifacts").rglob("spectrum.png"))  # stored by the server

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import tracking
+from analysis.mlflow_runs import runs_frame
+from orchestrator import store, uris
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -44,7 +45,7 @@ def command(tmp_path: Path, *args: str) -> list[str]:
         "--storage",
         str(tmp_path / "runs"),
         "--tracking-uri",
-        tracking.default_tracking_uri(tmp_path),
+        uris.default_tracking_uri(tmp_path),
         "--max-concurrent",
         "1",
         "--quiet",
@@ -52,9 +53,13 @@ def command(tmp_path: Path, *args: str) -> list[str]:
     ]
 
 
-def finished_runs(uri: str) -> list[str]:
+def finished_runs(uri: str, experiment_dir: Path | None = None) -> list[str]:
+    """The trial ids whose MLflow run FINISHED. With ``experiment_dir``: none until a trial has
+    reported there, so the test never opens the store while the driver is creating it."""
+    if experiment_dir is not None and not any(experiment_dir.glob("*/result.json")):
+        return []
     try:
-        frame = tracking.runs_frame(uri, "resumable")
+        frame = runs_frame(uri, "resumable")
     except Exception:  # no database or experiment yet
         return []
     if frame.empty:
@@ -71,7 +76,7 @@ def result_lines(tmp_path: Path, trial_id: str) -> int:
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path: Path) -> None:
     space = tmp_path / "resumable.yaml"
     space.write_text(json.dumps(SPACE))
-    uri = tracking.default_tracking_uri(tmp_path)
+    uri = uris.default_tracking_uri(tmp_path)
     driver = subprocess.Popen(
         command(tmp_path, "--space-file", str(space)),
         stdout=subprocess.PIPE,
@@ -79,7 +84,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path: P
         text=True,
     )
     deadline = time.monotonic() + 240
-    while not finished_runs(uri):
+    while not finished_runs(uri, tmp_path / "runs" / "resumable"):
         assert driver.poll() is None, driver.communicate()
         assert time.monotonic() < deadline, "no trial finished in time"
         time.sleep(1)
@@ -90,11 +95,11 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path: P
 
     done_before = finished_runs(uri)
     assert 1 <= len(done_before) < 3
-    statuses = set(tracking.runs_frame(uri, "resumable")["status"])
+    statuses = set(runs_frame(uri, "resumable")["status"])
     assert statuses <= {"FINISHED", "KILLED"}  # the interrupted trial's run was closed
     lines_before = {t: result_lines(tmp_path, t) for t in done_before}
-    client = tracking.make_client(uri)
-    frame = tracking.runs_frame(uri, "resumable").set_index("run_name")
+    client = store.make_client(uri)
+    frame = runs_frame(uri, "resumable").set_index("run_name")
     end_times = {t: client.get_run(frame.loc[t, "run_id"]).info.end_time for t in done_before}
 
     resumed = subprocess.run(
@@ -107,7 +112,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path: P
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "3 finished, 0 failed, 0 unfinished of 3 trials" in resumed.stdout
 
-    frame = tracking.runs_frame(uri, "resumable")
+    frame = runs_frame(uri, "resumable")
     assert len(frame) == 3 and frame["run_name"].is_unique  # no duplicate runs
     assert set(frame["status"]) == {"FINISHED"}
     for trial_id in done_before:  # finished trials were not run again

@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import socket
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from orchestrator import tracking
+from analysis.mlflow_runs import runs_frame
+from analysis.plots import plot_spectrum
+from orchestrator import store, uris
+from orchestrator.mlflow_callback import numeric_metrics
+from trainables.config import TrialConfig
 from trainables.errors import InputError
+from trainables.run_schema import Tag, to_params
 from trainables.trial import TrialReport
 
-CONFIG = {
-    "model": "dan",
-    "backbone": "resnet18",
-    "dataset": "synthetic-fine",
-    "input_size": 33,
-    "lrg": 5,
-    "num_classes": 3,
-    "epochs": 2,
-}
+CONFIG = TrialConfig(
+    model="dan",
+    backbone="resnet18",
+    dataset="synthetic-fine",
+    input_size=33,
+    lrg=5,
+    num_classes=3,
+    epochs=2,
+)
 
 
 def spectrum_frame(bands: int = 9) -> pd.DataFrame:
@@ -59,39 +67,63 @@ def report(epoch: int, miou: float, final: bool) -> TrialReport:
     )
 
 
+def log_run(
+    uri: str,
+    experiment: str,
+    trial_id: str,
+    config: TrialConfig,
+    reports: Sequence[TrialReport],
+    tags: Mapping[str, str],
+) -> str:
+    """One whole trial through the writers the sweep's callback uses; returns the run id."""
+    client = store.make_client(uri)
+    experiment_id = store.ensure_experiment(client, experiment, uri)
+    run_id, finished = store.start_trial_run(client, experiment_id, trial_id, config, tags)
+    if finished:
+        return run_id
+    for r in reports:
+        store.log_metrics(client, run_id, numeric_metrics(r.metrics), step=int(r.epoch))
+    with tempfile.TemporaryDirectory() as tmp:
+        store.write_trial_artifacts(tmp, reports[-1].spectrum, reports[-1].per_class_iou)
+        store.log_trial_artifacts(client, run_id, tmp)
+    store.end_trial_run(client, run_id, "FINISHED")
+    return run_id
+
+
 @pytest.fixture(scope="module")
 def uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One SQLite store for the module (creating its schema takes seconds); tests use their
     own experiment names."""
-    return tracking.default_tracking_uri(tmp_path_factory.mktemp("mlflow"))
+    return uris.default_tracking_uri(tmp_path_factory.mktemp("mlflow"))
 
 
 def test_default_uri_is_an_absolute_sqlite_file(tmp_path: Path) -> None:
-    uri = tracking.default_tracking_uri(tmp_path)
+    uri = uris.default_tracking_uri(tmp_path)
     assert uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
-    assert tracking.sqlite_path(uri) == tmp_path.resolve() / "mlflow.db"
-    assert tracking.ui_command(uri) == f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+    assert uris.sqlite_path(uri) == tmp_path.resolve() / "mlflow.db"
+    assert uris.ui_command(uri) == f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
 
 
-def test_log_trial_run_writes_the_schema(uri: str, tmp_path: Path) -> None:
-    tags = tracking.sweep_tags("sw", "smoke", "estimate", "reference")
+def test_a_trial_run_writes_the_schema(uri: str, tmp_path: Path) -> None:
+    tags = store.sweep_tags("sw", "smoke", "estimate", "reference")
     reports = [report(0, 0.4, False), report(1, 0.6, True)]
-    run_id = tracking.log_trial_run(uri, "schema", "t-1", CONFIG, reports, tags=tags)
+    run_id = log_run(uri, "schema", "t-1", CONFIG, reports, tags=tags)
 
-    client = tracking.make_client(uri)
+    client = store.make_client(uri)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == "t-1"
-    assert run.data.tags[tracking.TAG_SWEEP] == "sw"
-    assert run.data.tags[tracking.TAG_TRIAL_ID] == "t-1"
-    assert run.data.tags[tracking.TAG_SPACE] == "smoke"
-    assert run.data.tags[tracking.TAG_STRATEGY] == "estimate"
-    assert run.data.tags[tracking.TAG_ROLE] == "reference"
+    assert run.data.tags[Tag.SWEEP] == "sw"
+    assert run.data.tags[Tag.TRIAL_ID] == "t-1"
+    assert run.data.tags[Tag.SPACE] == "smoke"
+    assert run.data.tags[Tag.STRATEGY] == "estimate"
+    assert run.data.tags[Tag.ROLE] == "reference"
+    assert run.data.tags[Tag.CONFIG_KEY] == CONFIG.key
     params = run.data.params
-    assert (
-        params["model"] == "dan" and params["lrg"] == "5" and params["annotation_nu_max"] == "None"
-    )
+    assert params["model"] == "dan" and params["lrg"] == "5"
+    assert "annotation_nu_max" not in params  # an absent setting is not logged
     assert params["lrg_effective"] == "5" and params["native_lrg"] == "9"
-    assert {"prune_rate", "decoder_prune_rate", "seed", "extra"} <= set(params)
+    assert {"prune_rate", "decoder_prune_rate", "seed"} <= set(params)
+    assert "extra" not in params  # empty, so absent
     history = client.get_metric_history(run_id, "miou")
     assert [(m.step, m.value) for m in history] == [(0, 0.4), (1, 0.6)]
     assert run.data.metrics["r_ce_nu1"] == 0.05
@@ -103,48 +135,46 @@ def test_log_trial_run_writes_the_schema(uri: str, tmp_path: Path) -> None:
     csv = pd.read_csv(client.download_artifacts(run_id, "spectrum.csv", str(tmp_path)))
     assert list(csv.columns) == list(spectrum_frame().columns) and len(csv) == 9
     # artifacts live beside the database, not in the working directory
-    db = tracking.sqlite_path(uri)
+    db = uris.sqlite_path(uri)
     assert db is not None
     assert run.info.artifact_uri.startswith((db.parent / "mlartifacts" / "schema").as_uri())
 
 
 def test_a_finished_trial_is_not_logged_twice(uri: str) -> None:
-    tags = tracking.sweep_tags("twice", "smoke")
-    first = tracking.log_trial_run(uri, "twice", "t-1", CONFIG, [report(0, 0.4, True)], tags=tags)
-    again = tracking.log_trial_run(uri, "twice", "t-1", CONFIG, [report(0, 0.9, True)], tags=tags)
+    tags = store.sweep_tags("twice", "smoke")
+    first = log_run(uri, "twice", "t-1", CONFIG, [report(0, 0.4, True)], tags=tags)
+    again = log_run(uri, "twice", "t-1", CONFIG, [report(0, 0.9, True)], tags=tags)
     assert again == first
-    frame = tracking.runs_frame(uri, "twice")
+    frame = runs_frame(uri, "twice")
     assert len(frame) == 1 and frame.loc[0, "metrics.miou"] == 0.4
 
 
 def test_failed_run_keeps_the_error_and_reopens(uri: str) -> None:
-    client = tracking.make_client(uri)
-    experiment_id = tracking.ensure_experiment(client, "failed", uri)
-    tags = tracking.sweep_tags("failed", "smoke")
-    run_id, finished = tracking.start_trial_run(client, experiment_id, "t-2", CONFIG, tags)
+    client = store.make_client(uri)
+    experiment_id = store.ensure_experiment(client, "failed", uri)
+    tags = store.sweep_tags("failed", "smoke")
+    run_id, finished = store.start_trial_run(client, experiment_id, "t-2", CONFIG, tags)
     assert not finished
     trace = (
         "Traceback (most recent call last):\n  File x\ntrainables.trial.TrialDiverged: loss nan\n"
     )
-    tracking.end_trial_run(client, run_id, "FAILED", error=trace)
+    store.end_trial_run(client, run_id, "FAILED", error=trace)
     run = client.get_run(run_id)
     assert run.info.status == "FAILED"
-    assert run.data.tags[tracking.TAG_ERROR] == "trainables.trial.TrialDiverged: loss nan"
-    assert "Traceback" in run.data.tags[tracking.TAG_ERROR_TRACE]
+    assert run.data.tags[Tag.ERROR] == "trainables.trial.TrialDiverged: loss nan"
+    assert "Traceback" in run.data.tags[Tag.ERROR_TRACE]
     # a restarted trial gets its run back (RUNNING), not a second one
-    again, finished = tracking.start_trial_run(client, experiment_id, "t-2", CONFIG, tags)
+    again, finished = store.start_trial_run(client, experiment_id, "t-2", CONFIG, tags)
     assert (again, finished) == (run_id, False)
     reopened = client.get_run(run_id)
-    assert reopened.info.status == "RUNNING" and tracking.TAG_ERROR not in reopened.data.tags
-    assert len(tracking.runs_frame(uri, "failed")) == 1
+    assert reopened.info.status == "RUNNING" and Tag.ERROR not in reopened.data.tags
+    assert len(runs_frame(uri, "failed")) == 1
 
 
 def test_runs_frame_unknown_experiment(uri: str) -> None:
-    tracking.log_trial_run(
-        uri, "present", "t", CONFIG, [report(0, 0.5, True)], tags=tracking.sweep_tags("p", "s")
-    )
+    log_run(uri, "present", "t", CONFIG, [report(0, 0.5, True)], tags=store.sweep_tags("p", "s"))
     with pytest.raises(InputError, match=r"no experiment 'absent' .* experiments: .*present"):
-        tracking.runs_frame(uri, "absent")
+        runs_frame(uri, "absent")
 
 
 def test_runs_command_table_and_csv(
@@ -152,10 +182,10 @@ def test_runs_command_table_and_csv(
 ) -> None:
     from orchestrator.cli import main
 
-    tags = tracking.sweep_tags("sw", "smoke")
+    tags = store.sweep_tags("sw", "smoke")
     for i, lrg in enumerate((9, 5)):
-        cfg = {**CONFIG, "lrg": lrg}
-        tracking.log_trial_run(uri, "sw", f"t-{i}", cfg, [report(0, 0.3 + i / 10, True)], tags=tags)
+        cfg = dataclasses.replace(CONFIG, lrg=lrg)
+        log_run(uri, "sw", f"t-{i}", cfg, [report(0, 0.3 + i / 10, True)], tags=tags)
     assert main(["runs", "--experiment", "sw", "--tracking-uri", uri]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:4] == ["trial", "status", "model", "dataset"]
@@ -166,7 +196,7 @@ def test_runs_command_table_and_csv(
     frame = pd.read_csv(pd.io.common.StringIO(csv))
     assert len(frame) == 2 and {"params.lrg_effective", "metrics.miou"} <= set(frame.columns)
     # an experiment without runs is an input error too
-    tracking.ensure_experiment(tracking.make_client(uri), "empty", uri)
+    store.ensure_experiment(store.make_client(uri), "empty", uri)
     assert main(["runs", "--experiment", "empty", "--tracking-uri", uri]) == 2
     assert "has no runs" in capsys.readouterr().err
 
@@ -180,37 +210,52 @@ def test_retry_on_locked_database() -> None:
             raise RuntimeError("(sqlite3.OperationalError) database is locked")
         return "ok"
 
-    assert tracking.retry_locked(flaky, delay=0.001) == "ok" and len(calls) == 3
+    assert store.retry_locked(flaky, delay=0.001) == "ok" and len(calls) == 3
     with pytest.raises(ValueError, match="other"):
-        tracking.retry_locked(lambda: (_ for _ in ()).throw(ValueError("other")))
+        store.retry_locked(lambda: (_ for _ in ()).throw(ValueError("other")))
 
 
 def test_check_tracking_uri(tmp_path: Path) -> None:
-    tracking.check_tracking_uri(tracking.default_tracking_uri(tmp_path))
+    uris.check_tracking_uri(uris.default_tracking_uri(tmp_path))
     with pytest.raises(InputError, match="does not exist"):
-        tracking.check_tracking_uri(f"sqlite:///{tmp_path}/missing/mlflow.db")
+        uris.check_tracking_uri(f"sqlite:///{tmp_path}/missing/mlflow.db")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(InputError, match="unreachable"):
-        tracking.check_tracking_uri(f"http://127.0.0.1:{port}", timeout=1.0)
+        uris.check_tracking_uri(f"http://127.0.0.1:{port}", timeout=1.0)
     with pytest.raises(InputError, match="not supported"):
-        tracking.check_tracking_uri(str(tmp_path))
+        uris.check_tracking_uri(str(tmp_path))
 
 
 def test_error_tags_and_params_are_strings() -> None:
-    tags = tracking.error_tags("x\n\nValueError: bad\n")
-    assert tags[tracking.TAG_ERROR] == "ValueError: bad"
-    params = tracking.trial_params({**CONFIG, "lrg": None, "extra": {"image_size": 40}})
-    assert params["lrg"] == "None" and params["lrg_effective"] == "9"
+    tags = store.error_tags("x\n\nValueError: bad\n")
+    assert tags[Tag.ERROR] == "ValueError: bad"
+    params = to_params(dataclasses.replace(CONFIG, lrg=None, extra={"image_size": 40}))
+    assert "lrg" not in params and params["lrg_effective"] == "9"
     assert json.loads(params["extra"]) == {"image_size": 40}
     assert all(isinstance(v, str) for v in params.values())
     with pytest.raises(InputError, match="strategy"):
-        tracking.sweep_tags("a", "b", strategy="random")
+        store.sweep_tags("a", "b", strategy="random")
 
 
 def test_spectrum_plot_is_a_png(tmp_path: Path) -> None:
     path = tmp_path / "s.png"
-    tracking.plot_spectrum(spectrum_frame(), path)
+    plot_spectrum(spectrum_frame(), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not math.isnan(spectrum_frame()["r_ce"].iloc[-1])
+
+
+def test_a_prediction_run_is_logged_once(uri: str) -> None:
+    client = store.make_client(uri)
+    experiment_id = store.ensure_experiment(client, "predicted", uri)
+    tags = store.sweep_tags("predicted", "smoke", "estimate", "prediction")
+    predicted = {"predicted_miou": 0.5, "r_ce": float("nan")}
+    run_id = store.log_prediction_run(client, experiment_id, CONFIG, predicted, tags)
+    again = store.log_prediction_run(client, experiment_id, CONFIG, predicted, tags)
+    assert again == run_id
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == f"predict-{CONFIG.key}"
+    assert run.data.tags[Tag.ROLE] == "prediction" and run.data.tags[Tag.CONFIG_KEY] == CONFIG.key
+    assert run.data.metrics == {"predicted_miou": 0.5}  # non-finite predictions are left out
+    assert run.data.params == to_params(CONFIG)

@@ -21,21 +21,14 @@ import torch.nn.functional as F
 from test_trial import tiny
 
 from analysis import analyze, load_runs_csv, read_spectrum
-from analysis import runs as analysis_runs
 from analysis.report import REPORT_HTML, REPORT_MD, write_outputs
-from orchestrator import tracking
+from orchestrator import store
+from trainables import run_schema
+from trainables.checkpoint import CHECKPOINT_FILE
 from trainables.config import TrialConfig
-from trainables.trial import (
-    CHECKPOINT_FILE,
-    INIT_PROFILE_COLUMN,
-    TrialReport,
-    TrialResult,
-    build_datasets,
-    build_network,
-    make_loader,
-    run_trial,
-    seed_everything,
-)
+from trainables.run_schema import INIT_PROFILE_COLUMN, Artifact
+from trainables.trial import TrialReport, TrialResult, run_trial
+from trainables.trial_setup import build_datasets, build_network, make_loader, seed_everything
 
 INIT = INIT_PROFILE_COLUMN
 
@@ -69,7 +62,7 @@ def untrained_ce(config: dict[str, Any]) -> float:
 
 
 def test_the_column_name_is_the_same_contract_on_both_sides() -> None:
-    assert analysis_runs.INIT_PROFILE_COLUMN == INIT_PROFILE_COLUMN == "band_profile_init"
+    assert run_schema.INIT_PROFILE_COLUMN == INIT_PROFILE_COLUMN == "band_profile_init"
 
 
 @pytest.mark.slow
@@ -91,8 +84,8 @@ def test_init_profile_sums_to_the_untrained_models_ce(
     assert np.array_equal(first[INIT].to_numpy(), frame[INIT].to_numpy())
     assert not any("init" in name for name in uninterrupted.metrics)
     # spectrum.csv carries it, and analysis reads it back
-    tracking.write_trial_artifacts(tmp_path, frame, uninterrupted.reports[-1].per_class_iou)
-    read = read_spectrum(str(tmp_path / tracking.SPECTRUM_CSV))
+    store.write_trial_artifacts(tmp_path, frame, uninterrupted.reports[-1].per_class_iou)
+    read = read_spectrum(str(tmp_path / Artifact.SPECTRUM_CSV))
     assert read is not None
     np.testing.assert_allclose(read[INIT], frame[INIT], rtol=1e-12)
 
@@ -130,8 +123,8 @@ def test_a_checkpoint_without_the_profile_resumes_quietly_with_nan(
     frame = resumed.reports[-1].spectrum
     assert len(frame[INIT]) == len(frame) and frame[INIT].isna().all()
     assert frame["band_profile"].notna().all()
-    tracking.write_trial_artifacts(tmp_path, frame, resumed.reports[-1].per_class_iou)
-    read = read_spectrum(str(tmp_path / tracking.SPECTRUM_CSV))
+    store.write_trial_artifacts(tmp_path, frame, resumed.reports[-1].per_class_iou)
+    read = read_spectrum(str(tmp_path / Artifact.SPECTRUM_CSV))
     assert read is not None and read[INIT].isna().all()
 
 

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 
 from orchestrator.cli import main
-from trainables.config import TrialConfig, native_grid_size
+from trainables.checkpoint import CHECKPOINT_FILE
+from trainables.config import TrialConfig
 from trainables.errors import InputError
-from trainables.trial import (
-    CHECKPOINT_FILE,
-    TrialDiverged,
-    TrialReport,
-    evaluate_checkpoint,
-    run_trial,
-)
+from trainables.grids import native_grid_size
+from trainables.trial import TrialDiverged, TrialReport, evaluate_checkpoint, run_trial
 
 TINY = {
     "model": "deeplabv3plus",
@@ -82,6 +80,20 @@ def test_config_rejects_num_classes_that_disagree_with_the_data_set() -> None:
 def test_config_unknown_key_lists_fields() -> None:
     with pytest.raises(InputError, match="unknown trial setting\\(s\\) lrg_size"):
         TrialConfig.from_dict({"lrg_size": 9})
+
+
+def test_config_validates_against_the_registries_without_torch() -> None:
+    """``trainables.config`` (imported by ``analysis``) checks model and data-set names against
+    the torch-free registries the factories use, and imports no torch."""
+    code = (
+        "import sys, trainables.config as c; "
+        "print('torch' in sys.modules, c.MODEL_NAMES, c.DATASET_NAMES)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    from trainables.data import list_datasets
+    from trainables.models import list_models
+
+    assert out.stdout.strip() == f"False {tuple(list_models())} {tuple(list_datasets())}"
 
 
 def test_native_grid_matches_paper() -> None:

@@ -55,7 +55,14 @@ class FoldedConv2d(nn.Conv2d):
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> FoldedConv2d:
-        """A FoldedConv2d sharing ``conv``'s parameters (and hooks-free), with a zero fold."""
+        """A FoldedConv2d sharing ``conv``'s parameters, with a zero fold.
+
+        Built on the ``meta`` device (no initialisation runs, so the global RNG is untouched),
+        then given ``conv``'s own tensors. Only a plain ``nn.Conv2d`` qualifies: a subclass
+        (timm's ``Conv2dSame``, ``StdConv2d``) has a forward of its own that would be lost.
+        """
+        if type(conv) is not nn.Conv2d:
+            raise ValueError(f"cannot fold constants into a {type(conv).__name__}: not nn.Conv2d")
         if conv.padding_mode != "zeros" or conv.groups != 1:
             raise ValueError("only ungrouped, zero-padded convs can take folded constants")
         weight = conv.weight
@@ -67,11 +74,12 @@ class FoldedConv2d(nn.Conv2d):
             padding=conv.padding,
             dilation=conv.dilation,
             bias=conv.bias is not None,
-            device=weight.device,
-            dtype=weight.dtype,
+            device="meta",
         )
         folded.weight = conv.weight
         folded.bias = conv.bias
+        kh, kw = folded.kernel_size
+        folded.fold_weight = weight.new_zeros(conv.out_channels, 1, kh, kw).detach()
         folded.train(conv.training)
         return folded
 

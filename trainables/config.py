@@ -17,19 +17,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
+from trainables.dataset_registry import DATASET_NAMES, FIXED_NUM_CLASSES
 from trainables.errors import InputError
 from trainables.grids import band_of_lrg, native_band, native_grid_size
+from trainables.model_registry import MODEL_NAMES
 
 TruncationMode = Literal["train", "posthoc"]
 #: How a trial's FLOPs are counted (``trainables.flops.FLOPS_CONVENTIONS`` describes each).
 FlopsConvention = Literal["compact", "paper"]
 DeviceName = Literal["auto", "cpu", "cuda"]
 
-#: Models and data sets the registries know; checked here so a sweep fails before it starts.
-MODEL_NAMES = ("deeplabv3plus", "dan")
-DATASET_NAMES = ("synthetic-smooth", "synthetic-fine", "voc", "cityscapes", "deepglobe", "folder")
-#: Class counts fixed by the published data sets (synthetic and folder sets take any count).
-FIXED_NUM_CLASSES = {"voc": 21, "cityscapes": 19, "deepglobe": 7}
+# Models and data sets (MODEL_NAMES, DATASET_NAMES, FIXED_NUM_CLASSES) come from their one,
+# torch-free registries and are checked here, so a sweep fails before it starts.
 #: Prune rates above this leave too few filters to train (the issue's bound).
 MAX_PRUNE_RATE = 0.9
 #: Settings that change how a trial runs, not what it trains and measures (left out of its key).

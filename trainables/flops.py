@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol, get_args
 
@@ -42,6 +43,7 @@ from torch import nn
 
 from trainables.config import FlopsConvention
 from trainables.errors import InputError
+from trainables.grids import native_grid_size
 
 if TYPE_CHECKING:
     from trainables.models import SegmentationModel
@@ -148,18 +150,10 @@ def measure(
     image = torch.zeros(1, 3, input_size, input_size, device=param.device, dtype=param.dtype)
     was_training = model.training
     model.eval()
-    fvcore_logger = logging.getLogger("fvcore")
-    level = fvcore_logger.level
-    fvcore_logger.setLevel(logging.ERROR)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            analysis = _fvcore_analysis(model, image)
-            total = int(analysis.total())
-            by_module = analysis.by_module()
+        total, by_module = _quiet_fvcore(model, image)
     finally:
         model.train(was_training)
-        fvcore_logger.setLevel(level)
     enc = sum(int(by_module.get(names[id(m)], 0)) for m in encoder)
     dec = sum(int(by_module.get(names[id(m)], 0)) for m in decoder)
     dec += total - enc - dec  # ops in neither list (none in our models) count as decoder work
@@ -221,42 +215,89 @@ def architecture_flops(
     it was (the weights come from a forked generator). ``convention`` is a name of
     :data:`FLOPS_CONVENTIONS`: ``paper`` counts at output stride 32 (95.6 GFLOPs for ResNet-101
     + ASPP at 513; 142.5 at stride 16) with the paper's pruning count; ``compact`` at
-    ``output_stride`` (default 16).
+    ``output_stride`` (default 16). Several LRGs of one architecture: :func:`grid_flops`.
+    """
+    reports = grid_flops(
+        model,
+        backbone,
+        input_size,
+        num_classes,
+        (lrg,),
+        prune_rate,
+        decoder_prune_rate,
+        output_stride=output_stride,
+        convention=convention,
+    )
+    return reports[lrg]
+
+
+def grid_flops(
+    model: str,
+    backbone: str,
+    input_size: int,
+    num_classes: int,
+    lrgs: Sequence[int | None],
+    prune_rate: float = 0.0,
+    decoder_prune_rate: float = 0.0,
+    *,
+    output_stride: int | None = None,
+    convention: str = "compact",
+) -> dict[int | None, FlopsReport]:
+    """:func:`architecture_flops` at each of ``lrgs``, building the network once.
 
     The encoder (+ ASPP) and the decoder are traced apart: the encoder's count does not depend
-    on the LRG, so it is traced once per (network, input size, convention) and a sweep over LRGs
-    only traces the small decoder again (the sum equals one trace of the whole network).
+    on the LRG, so it is traced once and each LRG only re-traces the small decoder (the sum
+    equals one trace of the whole network). The network lives for this call only.
     """
-    from trainables.models import validate_lrg
-
     check_input_size(input_size)
-    check_convention(convention)
     output_stride = _stride(check_convention(convention), output_stride)
     if prune_rate or decoder_prune_rate:
         _check_rates(prune_rate, decoder_prune_rate)
-    probe = _counting_net(model, backbone, num_classes, output_stride, 0.0, 0.0)
-    native = probe.native_grid(input_size)
-    lrg = validate_lrg(lrg, native)
-    if convention == "paper":
-        decoder_prune_rate = _paper_decoder_rate(model, lrg, native, decoder_prune_rate)
-    key = (model, backbone, num_classes, output_stride, prune_rate, decoder_prune_rate)
-    net = _counting_net(*key)
-    enc, shapes = _encoder_count(*key, input_size, convention)
-    dec = _decoder_count(net, shapes, lrg, input_size)
-    return FlopsReport(
-        gmacs=(enc + dec) / 1e9,
-        gflops=2 * (enc + dec) / 1e9,
-        encoder_gmacs=enc / 1e9,
-        decoder_gmacs=dec / 1e9,
-        encoder_gflops=2 * enc / 1e9,
-        decoder_gflops=2 * dec / 1e9,
-        params=sum(p.numel() for p in net.parameters()),
-        encoder_params=_params(net.encoder_modules()),
-        decoder_params=_params(net.decoder_modules()),
-    )
+    by_rate: dict[float, list[int | None]] = {}
+    for lrg in dict.fromkeys(lrgs):
+        rate = decoder_prune_rate
+        if convention == "paper":
+            rate = _paper_decoder_rate(model, lrg, native_grid_size(input_size), rate)
+        by_rate.setdefault(rate, []).append(lrg)
+    reports: dict[int | None, FlopsReport] = {}
+    for rate, group in by_rate.items():
+        net = _counting_net(model, backbone, num_classes, output_stride, prune_rate, rate)
+        reports |= _count_grids(net, input_size, group, prune_rate, convention)
+    return reports
 
 
-@functools.lru_cache(maxsize=4)
+def _count_grids(
+    net: SegmentationModel,
+    input_size: int,
+    lrgs: Sequence[int | None],
+    prune_rate: float,
+    convention: str,
+) -> dict[int | None, FlopsReport]:
+    """Reports of ``net`` at each LRG: the encoder traced once, the decoder once per LRG."""
+    from trainables.models import validate_lrg
+
+    native = net.native_grid(input_size)
+    checked = [validate_lrg(lrg, native) for lrg in lrgs]
+    enc, shapes = _encoder_count(net, input_size, prune_rate, convention)
+    params = sum(p.numel() for p in net.parameters())
+    encoder_params, decoder_params = _params(net.encoder_modules()), _params(net.decoder_modules())
+    reports: dict[int | None, FlopsReport] = {}
+    for lrg, valid in zip(lrgs, checked, strict=True):
+        dec = _decoder_count(net, shapes, valid, input_size)
+        reports[lrg] = FlopsReport(
+            gmacs=(enc + dec) / 1e9,
+            gflops=2 * (enc + dec) / 1e9,
+            encoder_gmacs=enc / 1e9,
+            decoder_gmacs=dec / 1e9,
+            encoder_gflops=2 * enc / 1e9,
+            decoder_gflops=2 * dec / 1e9,
+            params=params,
+            encoder_params=encoder_params,
+            decoder_params=decoder_params,
+        )
+    return reports
+
+
 def _counting_net(
     model: str,
     backbone: str,
@@ -265,10 +306,7 @@ def _counting_net(
     prune_rate: float,
     decoder_prune_rate: float,
 ) -> SegmentationModel:
-    """The network counted for a key: seeded random weights, pruned and compacted by rate.
-
-    Shared by every LRG of the key (only its ``lrg`` attribute changes between counts).
-    """
+    """The network counted for a key: seeded random weights, pruned and compacted by rate."""
     from trainables.models import build_model
 
     with torch.random.fork_rng(devices=[]):
@@ -310,38 +348,40 @@ class _Decode(nn.Module):
         return self.net.decode((low, mid, deep), self.out_size)
 
 
-@functools.lru_cache(maxsize=64)
 def _encoder_count(
-    model: str,
-    backbone: str,
-    num_classes: int,
-    output_stride: int,
-    prune_rate: float,
-    decoder_prune_rate: float,
-    input_size: int,
-    convention: str,
+    net: SegmentationModel, input_size: int, prune_rate: float, convention: str
 ) -> tuple[int, tuple[tuple[int, ...], ...]]:
     """Multiply-adds of the encoder (+ ASPP) under ``convention``, and its feature shapes."""
-    net = _counting_net(model, backbone, num_classes, output_stride, prune_rate, decoder_prune_rate)
-    wrapper = _Encode(net)
     image = torch.zeros(1, 3, input_size, input_size)
     skipped = _paper_skips(net, prune_rate) if convention == "paper" else {}
     with torch.no_grad():
         shapes = tuple(tuple(f.shape) for f in net.encode(image))
-    return _traced_count(wrapper, (image,), skipped), shapes
+    return _traced_count(_Encode(net), (image,), skipped), shapes
 
 
 def _decoder_count(
     net: SegmentationModel, shapes: tuple[tuple[int, ...], ...], lrg: int | None, input_size: int
 ) -> int:
-    """Multiply-adds of the decoder at ``lrg`` on zero features of the encoder's shapes."""
+    """Multiply-adds of the decoder at ``lrg`` on zero features of the encoder's shapes
+    (``net`` is this count's own network: setting its grid touches nothing shared)."""
     features = tuple(torch.zeros(shape) for shape in shapes)
-    previous = net.lrg
     net.lrg = lrg
+    return _traced_count(_Decode(net, (input_size, input_size)), features, {})
+
+
+def _quiet_fvcore(module: nn.Module, inputs: Any) -> tuple[int, dict[str, int]]:
+    """fvcore's total and per-module counts of ``module`` on ``inputs`` (no grad), with fvcore's
+    log lines and warnings muted."""
+    fvcore_logger = logging.getLogger("fvcore")
+    level = fvcore_logger.level
+    fvcore_logger.setLevel(logging.ERROR)
     try:
-        return _traced_count(_Decode(net, (input_size, input_size)), features, {})
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            analysis = _fvcore_analysis(module, inputs)
+            return int(analysis.total()), dict(analysis.by_module())
     finally:
-        net.lrg = previous
+        fvcore_logger.setLevel(level)
 
 
 def _traced_count(
@@ -349,17 +389,7 @@ def _traced_count(
 ) -> int:
     """fvcore's count of ``module`` on ``inputs`` (eval mode), less the ``skipped`` fractions."""
     names = {id(m): name for name, m in module.named_modules()}
-    fvcore_logger = logging.getLogger("fvcore")
-    level = fvcore_logger.level
-    fvcore_logger.setLevel(logging.ERROR)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            analysis = _fvcore_analysis(module.eval(), inputs)
-            total = int(analysis.total())
-            by_module = analysis.by_module()
-    finally:
-        fvcore_logger.setLevel(level)
+    total, by_module = _quiet_fvcore(module.eval(), inputs)
     saved = sum(by_module.get(names[id(m)], 0) * f for m, f in skipped.items())
     return total - round(saved)
 

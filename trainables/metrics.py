@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from trainables.errors import InputError
+from trainables.run_schema import Metric
 
 __all__ = ["SegmentationMetrics", "boundary_region", "boundary_width_pixels"]
 
@@ -164,10 +165,10 @@ class SegmentationMetrics:
         )
         total = float(conf.sum())
         return {
-            "miou": _nanmean(iou),
+            Metric.MIOU: _nanmean(iou),
             "per_class_iou": iou.tolist(),
-            "pixel_acc": float(tp.sum()) / total if total > 0 else math.nan,
-            "boundary_iou": _nanmean(boundary),
+            Metric.PIXEL_ACC: float(tp.sum()) / total if total > 0 else math.nan,
+            Metric.BOUNDARY_IOU: _nanmean(boundary),
             "per_class_boundary_iou": boundary.tolist(),
         }
 

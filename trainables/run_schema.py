@@ -67,7 +67,14 @@ class Artifact:
     PER_CLASS_IOU_JSON = "per_class_iou.json"
     PLAN_LRG_JSON = "plan_lrg.json"
     PLAN_ANNOTATION_JSON = "plan_annotation.json"
+    # what ``analyze`` writes (to its --out directory, and on the analysis run)
     ESTIMATOR_JSON = "estimator.json"
+    OPTIMAL_LRG_CSV = "optimal_lrg.csv"
+    DROPS_CSV = "drops.csv"
+    LODO_CSV = "lodo.csv"
+    REPORT_MD = "report.md"
+    REPORT_HTML = "report.html"
+    FIGURES_DIR = "figures"
 
 
 #: spectrum.csv's column with the band profile at initialisation (before the first epoch).
@@ -94,6 +101,25 @@ class Metric:
     EPOCH = "epoch"
     EPOCH_SECONDS = "epoch_seconds"
     LR = "lr"
+    # a prediction run (the estimate strategy) and its reference run
+    R_CE = "r_ce"
+    PREDICTED_DROP = "predicted_drop"
+    PREDICTED_MIOU = "predicted_miou"
+    PREDICTED_FPI = "predicted_fpi"
+    FEASIBLE = "feasible"
+    RECOMMENDED = "recommended"
+    RECOMMENDED_LRG = "recommended_lrg"
+    # the analysis run
+    ESTIMATOR_SLOPE = "estimator_slope"
+    ESTIMATOR_INTERCEPT = "estimator_intercept"
+    ESTIMATOR_R2 = "estimator_r2"
+    ESTIMATOR_N = "estimator_n"
+    LODO_EXACT_FRACTION = "lodo_exact_fraction"
+    LODO_MEAN_REGRET = "lodo_mean_regret"
+
+
+#: The analysis run's param: the fit's R_ce range.
+R_CE_MAX_PARAM = "r_ce_max"
 
 
 _R_CE_POINT = re.compile(r"^r_ce_nu(\d+)$")
@@ -152,6 +178,7 @@ __all__ = [
     "DERIVED_PARAMS",
     "INIT_PROFILE_COLUMN",
     "ROLES",
+    "R_CE_MAX_PARAM",
     "STRATEGIES",
     "TAG_PREFIX",
     "UNTRAINED_ROLES",

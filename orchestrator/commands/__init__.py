@@ -17,6 +17,23 @@ def add_tracking_uri(parser: Any) -> None:
     )
 
 
+def add_max_drop(parser: Any, prefix: str = "") -> None:
+    """The ``--max-drop`` flag of the commands that pick an LRG (``prefix``: its context)."""
+    parser.add_argument(
+        "--max-drop",
+        type=float,
+        default=None,
+        metavar="D",
+        help=f"{prefix}largest acceptable predicted relative mIoU drop, e.g. 0.02",
+    )
+
+
+def check_max_drop(value: float | None) -> None:
+    """A given ``--max-drop`` is a fraction in [0, 1)."""
+    if value is not None and not 0.0 <= value < 1.0:
+        raise InputError(f"--max-drop {value} is not a fraction in [0, 1)")
+
+
 def check_output_dir(value: str, flag: str = "--out") -> Path:
     """``value`` as an output directory that can be written, checked before any work; nothing
     is created yet (bad input elsewhere must leave no empty directory behind)."""

@@ -56,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
     """Load runs, analyse, write the outputs, print the optimal-LRG table."""
     import warnings
 
+    from analysis.mlflow_trials import load_runs_mlflow
     from analysis.report import log_analysis_run, write_outputs
-    from analysis.runs import AnalysisWarning, load_runs_csv, load_runs_mlflow
+    from analysis.runs import AnalysisWarning, load_runs_csv
     from analysis.sweep import analyze
     from orchestrator.commands import check_output_dir
     from orchestrator.table import format_table
@@ -99,9 +100,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _tracking_uri(args: argparse.Namespace) -> str:
     """The URI to read: the flag, else the environment, else ./mlflow.db (which must exist)."""
-    from orchestrator.commands.runs import check_store
-    from orchestrator.tracking import resolve_tracking_uri
+    from orchestrator.uris import check_store_exists, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
-    check_store(uri)
+    check_store_exists(uri)
     return uri

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.settings import DEFAULT_STORAGE
+
 DEMO_SPACE = "demo"
-STORAGE_DIR = "spectral_sweep_runs"
 ESTIMATE_SUFFIX = "-estimate"
 REPORT_SUFFIX = "-report"
 VERDICT_CSV = "verdict.csv"
@@ -58,9 +59,9 @@ def register(sub: Any) -> None:
 
 def demo_locations(directory: Path) -> tuple[Path, str]:
     """``(storage path, tracking URI)`` of the demo under ``directory``."""
-    from orchestrator.tracking import default_tracking_uri
+    from orchestrator.uris import default_tracking_uri
 
-    return directory / STORAGE_DIR, default_tracking_uri(directory)
+    return directory / DEFAULT_STORAGE, default_tracking_uri(directory)
 
 
 def demo_settings(directory: Path, name: str, space_name: str, **options: Any) -> Any:
@@ -74,12 +75,16 @@ def demo_settings(directory: Path, name: str, space_name: str, **options: Any) -
     return SweepSettings(space=space, name=name, storage=str(storage), tracking_uri=uri, **options)
 
 
-def _exists(settings: Any) -> bool:
-    from orchestrator.commands.sweep import TUNER_STATE_FILE
+def _preflight(settings: Any) -> bool:
+    """The sweep command's checks on a demo sweep; whether it resumes one that exists."""
+    from orchestrator.preflight import check_new_sweep, check_resumed_sweep, sweep_exists
 
-    found = (settings.experiment_path / TUNER_STATE_FILE).exists()
+    found = sweep_exists(settings.experiment_path)
     if found:
+        check_resumed_sweep(settings)
         print(f"resuming sweep {settings.name!r} in {settings.experiment_path}")
+    else:
+        check_new_sweep(settings)
     return found
 
 
@@ -92,13 +97,11 @@ def run_exhaustive(
     verbose: int = 1,
 ) -> Any:
     """Run (or resume) every trial of ``space`` as the sweep ``name``; its outcome."""
-    from orchestrator.tracking import check_tracking_uri
     from orchestrator.tune import run_sweep
 
     options = {"max_concurrent": max_concurrent, "verbose": verbose}
     settings = demo_settings(directory, name, space, **options)
-    check_tracking_uri(settings.tracking_uri)
-    outcome = run_sweep(settings, resume=_exists(settings))
+    outcome = run_sweep(settings, resume=_preflight(settings))
     print(
         f"exhaustive sweep {name!r}: {outcome.finished} finished, {outcome.errored} failed, "
         f"{outcome.unfinished} unfinished of {outcome.total} trials"
@@ -128,7 +131,7 @@ def run_estimate_strategy(
         max_concurrent=max_concurrent,
         verbose=verbose,
     )
-    outcome = run_estimate(settings, resume=_exists(settings))
+    outcome = run_estimate(settings, resume=_preflight(settings))
     print(
         f"estimate strategy {name!r}: {outcome.trainings} trainings, "
         f"{len(outcome.plans)} groups planned, {len(outcome.skipped)} without a reference"
@@ -150,9 +153,10 @@ def analyze_sweep(directory: Path, experiment: str) -> DemoAnalysis:
     import warnings
 
     from analysis import analyze, load_runs_mlflow
+    from analysis.mlflow_runs import runs_frame
     from analysis.report import REPORT_HTML, log_analysis_run, write_outputs
-    from analysis.runs import ANALYSIS_ROLE, ROLE_TAG, AnalysisWarning
-    from orchestrator.tracking import runs_frame
+    from analysis.runs import AnalysisWarning
+    from trainables.run_schema import Role, Tag
 
     _, uri = demo_locations(directory)
     out = directory / f"{experiment}{REPORT_SUFFIX}"
@@ -163,8 +167,8 @@ def analyze_sweep(directory: Path, experiment: str) -> DemoAnalysis:
     analysis.notes = list(dict.fromkeys(str(w.message) for w in caught))
     outputs = write_outputs(analysis, out, source)
     runs = runs_frame(uri, experiment)
-    roles = runs.get(f"tags.{ROLE_TAG}")
-    if roles is None or not (roles == ANALYSIS_ROLE).any():
+    roles = runs.get(f"tags.{Tag.ROLE}")
+    if roles is None or not (roles == Role.ANALYSIS).any():
         log_analysis_run(uri, experiment, outputs, analysis)
     return DemoAnalysis(analysis, out / REPORT_HTML, out)
 
@@ -207,7 +211,7 @@ def print_verdict(exhaustive: Any, estimate: Any, result: DemoAnalysis) -> None:
 
 def print_next_steps(directory: Path, experiments: list[str]) -> None:
     """Where the results are and how to look at them."""
-    from orchestrator.tracking import ui_command
+    from orchestrator.uris import ui_command
 
     _, uri = demo_locations(directory)
     print(f"MLflow experiments {', '.join(map(repr, experiments))} in {uri}")

@@ -6,6 +6,20 @@ import argparse
 import json
 from typing import Any
 
+from trainables.errors import InputError
+
+#: Architecture flags and their defaults (ResNet-101 DeepLab v3+ at 513, 21 classes, native).
+ARCHITECTURE_FLAGS: dict[str, Any] = {
+    "model": "deeplabv3plus",
+    "backbone": "resnet101",
+    "input_size": 513,
+    "num_classes": 21,
+    "lrg": None,
+    "prune_rate": 0.0,
+    "decoder_prune_rate": 0.0,
+    "output_stride": None,
+}
+
 
 def register(sub: Any) -> None:
     """Add the ``flops`` parser."""
@@ -19,16 +33,17 @@ def register(sub: Any) -> None:
             "is downloaded."
         ),
     )
-    p.add_argument("--model", default="deeplabv3plus", help="deeplabv3plus or dan")
-    p.add_argument("--backbone", default="resnet101", help="any timm backbone (default resnet101)")
-    p.add_argument("--input-size", type=int, default=513, help="square input size (default 513)")
-    p.add_argument("--num-classes", type=int, default=21, help="number of classes (default 21)")
+    # architecture flags default to None so --table2 (which fixes them all) can refuse them
+    p.add_argument("--model", default=None, help="deeplabv3plus (default) or dan")
+    p.add_argument("--backbone", default=None, help="any timm backbone (default resnet101)")
+    p.add_argument("--input-size", type=int, default=None, help="square input size (default 513)")
+    p.add_argument("--num-classes", type=int, default=None, help="number of classes (default 21)")
     p.add_argument(
         "--lrg", type=int, default=None, help="decoder grid size s in [3, native] (default native)"
     )
-    p.add_argument("--prune-rate", type=float, default=0.0, help="encoder SFP rate in [0, 0.9]")
+    p.add_argument("--prune-rate", type=float, default=None, help="encoder SFP rate in [0, 0.9]")
     p.add_argument(
-        "--decoder-prune-rate", type=float, default=0.0, help="decoder SFP rate in [0, 0.9]"
+        "--decoder-prune-rate", type=float, default=None, help="decoder SFP rate in [0, 0.9]"
     )
     p.add_argument(
         "--output-stride",
@@ -60,7 +75,20 @@ def run(args: argparse.Namespace) -> int:
 
     check_convention(args.convention)
     if args.table2:
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in ARCHITECTURE_FLAGS
+            if getattr(args, name) is not None
+        ]
+        if given:
+            raise InputError(
+                f"--table2 counts the paper's own architectures; drop {', '.join(given)} "
+                "(only --convention and --json apply)"
+            )
         return print_table2(args.convention, args.json)
+    for name, default in ARCHITECTURE_FLAGS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     check_model(args.model)
     check_backbone(args.backbone)
     report = architecture_flops(

@@ -13,8 +13,7 @@ import json
 import sys
 from typing import Any
 
-from orchestrator.commands import add_tracking_uri
-from trainables.errors import InputError
+from orchestrator.commands import add_max_drop, add_tracking_uri, check_max_drop
 
 #: Plan-table columns printed, with their headers.
 _COLUMNS = {
@@ -60,13 +59,7 @@ def register(sub: Any) -> None:
         metavar="S",
         help="candidate LRG sizes (default: the paper's sizes scaled to the input, plus native)",
     )
-    p.add_argument(
-        "--max-drop",
-        type=float,
-        default=None,
-        metavar="D",
-        help="largest acceptable predicted relative mIoU drop, e.g. 0.02",
-    )
+    add_max_drop(p)
     p.add_argument("--json", action="store_true", help="print the plan(s) as JSON")
     p.set_defaults(func=run)
 
@@ -75,18 +68,16 @@ def run(args: argparse.Namespace) -> int:
     """Read the reference run(s), plan, print the table(s) or JSON."""
     import warnings
 
-    from analysis.plan import plan_reference, reference_from_run, references_from_experiment
-    from analysis.runs import AnalysisWarning
-    from orchestrator.commands.runs import check_store
-    from orchestrator.tracking import resolve_tracking_uri
-
-    if args.max_drop is not None and not 0.0 <= args.max_drop < 1.0:
-        raise InputError(f"--max-drop {args.max_drop} is not a fraction in [0, 1)")
     from analysis.estimator import load_estimator
+    from analysis.plan import plan_reference
+    from analysis.references import reference_from_run, references_from_experiment
+    from analysis.runs import AnalysisWarning
+    from orchestrator.uris import check_store_exists, resolve_tracking_uri
 
+    check_max_drop(args.max_drop)
     estimator = load_estimator(args.estimator)
     uri = resolve_tracking_uri(args.tracking_uri)
-    check_store(uri)
+    check_store_exists(uri)
     if args.run_id:
         references = [reference_from_run(uri, args.run_id)]
     else:

@@ -8,6 +8,7 @@ from typing import Any
 
 from orchestrator.commands import add_tracking_uri
 from trainables.errors import InputError
+from trainables.run_schema import Metric, Tag
 
 #: The table's columns: frame column -> header.
 MAIN_COLUMNS = {
@@ -18,12 +19,12 @@ MAIN_COLUMNS = {
     "params.lrg_effective": "lrg",
     "params.prune_rate": "prune",
     "params.annotation_nu_max": "ann_nu",
-    "metrics.epoch": "epoch",
-    "metrics.miou": "miou",
-    "metrics.gflops": "gflops",
-    "metrics.fpi": "fpi",
-    "metrics.r_ce_lrg": "r_ce_lrg",
-    "tags.spectral_sweep.role": "role",
+    f"metrics.{Metric.EPOCH}": "epoch",
+    f"metrics.{Metric.MIOU}": "miou",
+    f"metrics.{Metric.GFLOPS}": "gflops",
+    f"metrics.{Metric.FPI}": "fpi",
+    f"metrics.{Metric.R_CE_LRG}": "r_ce_lrg",
+    f"tags.{Tag.ROLE}": "role",
 }
 
 
@@ -43,25 +44,14 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def check_store(uri: str) -> None:
-    """The store must exist already (reading must not create an empty SQLite file)."""
-    from orchestrator.tracking import check_tracking_uri, sqlite_path
-
-    db = sqlite_path(uri)
-    if uri.startswith("sqlite:") and (db is None or not db.exists()):
-        raise InputError(
-            f"no MLflow database at {db or uri}; run a sweep first or pass --tracking-uri"
-        )
-    check_tracking_uri(uri)
-
-
 def run(args: argparse.Namespace) -> int:
     """Print the runs; an unknown or empty experiment is an input error."""
+    from analysis.mlflow_runs import runs_frame
     from orchestrator.table import format_table
-    from orchestrator.tracking import resolve_tracking_uri, runs_frame
+    from orchestrator.uris import check_store_exists, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
-    check_store(uri)
+    check_store_exists(uri)
     frame = runs_frame(uri, args.experiment)
     if frame.empty:
         raise InputError(f"experiment {args.experiment!r} at {uri} has no runs")

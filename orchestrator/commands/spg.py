@@ -33,7 +33,18 @@ PNG_NAME = "spg.png"
 SUMMARY_NAME = "spg_summary.json"
 CSV_COLUMNS = ("op", "nu_i_y", "nu_i_x", "nu_j_y", "nu_j_x", "magnitude")
 #: Flags only the decoder op reads (given without it they would be silently ignored).
-DECODER_FLAGS = ("model", "backbone", "checkpoint_dir", "dataset", "data_root", "num_classes")
+DECODER_FLAGS = (
+    "model",
+    "backbone",
+    "checkpoint_dir",
+    "dataset",
+    "data_root",
+    "num_classes",
+    "split",
+    "images",
+)
+#: Defaults of the decoder flags that have one (None in the parser, so a given one is seen).
+DECODER_DEFAULTS: dict[str, Any] = {"split": "val", "images": 1}
 
 
 def register(sub: Any) -> None:
@@ -84,9 +95,9 @@ def register(sub: Any) -> None:
         "random features and smooth random labels)",
     )
     p.add_argument("--data-root", default=None, help="decoder op: data set root")
-    p.add_argument("--split", default="val", help="decoder op: data set split (default val)")
+    p.add_argument("--split", default=None, help="decoder op: data set split (default val)")
     p.add_argument(
-        "--images", type=int, default=1, help="decoder op: images averaged over (default 1)"
+        "--images", type=int, default=None, help="decoder op: images averaged over (default 1)"
     )
     p.add_argument("--num-classes", type=int, default=None, help="decoder op: classes (default 21)")
     p.add_argument("--seed", type=int, default=0, help="seeds weights, inputs, labels")
@@ -127,6 +138,14 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], list[tuple[int, int
     ops = check_ops(args.op)
     if args.size < MIN_SIZE:
         raise InputError(f"--size {args.size} must be >= {MIN_SIZE}")
+    if "decoder" not in ops:
+        given = [f for f in DECODER_FLAGS if getattr(args, f) is not None]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise InputError(f"{flag} only applies to --op decoder, which was not requested")
+    for name, default in DECODER_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     if args.images < 1:
         raise InputError(f"--images {args.images} must be >= 1")
     if args.num_classes is not None and args.num_classes < 1:
@@ -140,11 +159,6 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], list[tuple[int, int
         side = output_size(op, args.size)
         for nu in nus:
             check_frequency(nu, side, f"--nu for op {op!r}:")
-    if "decoder" not in ops:
-        given = [f for f in DECODER_FLAGS if getattr(args, f) is not None]
-        if given:
-            flag = "--" + given[0].replace("_", "-")
-            raise InputError(f"{flag} only applies to --op decoder, which was not requested")
     return ops, nus, check_output_dir(args.out)
 
 

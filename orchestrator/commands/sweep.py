@@ -1,7 +1,8 @@
 """``spectral-sweep sweep``: run a search space as a Ray Tune sweep, tracked in MLflow.
 
-All input is checked before Ray starts (space, every trial's settings, data roots, storage,
-tracking URI, Ray address); ``--dry-run`` prints the trials without importing Ray.
+All input is checked before Ray starts: the flags here, the rest (space, every trial's settings,
+data roots, storage, tracking URI, Ray address) by :mod:`orchestrator.preflight`; ``--dry-run``
+prints the trials without importing Ray.
 """
 
 from __future__ import annotations
@@ -9,20 +10,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.address import check_address
-from orchestrator.commands import add_tracking_uri
+from orchestrator.commands import add_max_drop, add_tracking_uri
+from orchestrator.preflight import check_storage, sweep_exists
+from orchestrator.settings import DEFAULT_STORAGE
 from trainables.errors import InputError
+from trainables.run_schema import STRATEGIES, Role, Tag
 
 if TYPE_CHECKING:
-    from trainables.config import TrialConfig
-
-#: Tune's marker that a directory holds a restorable experiment.
-TUNER_STATE_FILE = "tuner.pkl"
-SYNTHETIC_PREFIX = "synthetic"
+    from orchestrator.settings import SweepSettings
 
 
 def register(sub: Any) -> None:
@@ -44,7 +42,7 @@ def register(sub: Any) -> None:
     p.add_argument("--name", help="sweep name = MLflow experiment (default: the space name)")
     p.add_argument(
         "--storage",
-        default="spectral_sweep_runs",
+        default=DEFAULT_STORAGE,
         help="Tune storage path for results and checkpoints (default: ./spectral_sweep_runs; "
         "on a cluster of several machines a directory every node mounts, e.g. NFS)",
     )
@@ -99,7 +97,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--strategy",
-        choices=("exhaustive", "estimate"),
+        choices=STRATEGIES,
         default="exhaustive",
         help="exhaustive: train every trial; estimate: train one reference per group and "
         "predict the rest with --estimator (recorded in MLflow as prediction runs)",
@@ -115,13 +113,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="estimate: also train each group's recommended LRG and log it beside its prediction",
     )
-    p.add_argument(
-        "--max-drop",
-        type=float,
-        default=None,
-        metavar="D",
-        help="estimate: largest acceptable predicted relative mIoU drop, e.g. 0.02",
-    )
+    add_max_drop(p, "estimate: ")
     p.add_argument("--quiet", action="store_true", help="no progress table")
     p.set_defaults(func=run)
 
@@ -154,22 +146,6 @@ def load_space(args: argparse.Namespace) -> Any:
     return space
 
 
-def check_data_roots(trials: Sequence[TrialConfig], local: bool) -> None:
-    """Real data sets need a data_root; with the embedded Ray it must exist on this machine."""
-    for index, config in enumerate(trials):
-        dataset = config.dataset
-        if dataset.startswith(SYNTHETIC_PREFIX):
-            continue
-        root = config.data_root
-        if root in (None, ""):
-            raise InputError(
-                f"trial {index}: data set {dataset!r} needs a data root; pass "
-                f"--data-root {dataset}=PATH"
-            )
-        if local and not Path(str(root)).expanduser().exists():
-            raise InputError(f"trial {index}: data root {root!r} of {dataset!r} does not exist")
-
-
 def check_numbers(args: argparse.Namespace) -> None:
     """Resource and count flags in range, and flag combinations that make sense."""
     if args.cpus_per_trial <= 0:
@@ -198,41 +174,11 @@ def check_numbers(args: argparse.Namespace) -> None:
                 raise InputError(f"{flag} needs --strategy estimate")
 
 
-def check_storage(storage: str) -> Path:
-    """The storage directory, created if needed; it must be writable."""
-    if "://" in storage:
-        raise InputError(
-            f"--storage {storage!r}: only filesystem paths are supported here (mount the bucket)"
-        )
-    path = Path(storage).expanduser().resolve()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"--storage {storage!r} cannot be created ({err.strerror})") from None
-    probe = path / ".spectral_sweep_write_test"
-    try:
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError:
-        raise InputError(f"--storage {storage!r} is not writable") from None
-    return path
-
-
-def check_tracking(uri: str, address: str | None) -> None:
-    """Reachable/writable tracking URI; Ray Client runs the driver remotely, so it needs a server."""
-    from orchestrator.tracking import check_tracking_uri, is_local_uri
-
-    check_tracking_uri(uri)
-    if address is not None and address.startswith("ray://") and is_local_uri(uri):
-        raise InputError(
-            f"--address {address} runs the sweep's driver on the cluster, which cannot write "
-            f"{uri}; pass --tracking-uri http://HOST:PORT of an `mlflow server`"
-        )
-
-
-def settings_from_args(args: argparse.Namespace) -> tuple[Any, bool]:
-    """Validated :class:`~orchestrator.tune.SweepSettings` and whether to resume (no Ray)."""
-    from orchestrator.tracking import resolve_tracking_uri
+def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
+    """Validated :class:`~orchestrator.settings.SweepSettings` and whether to resume (no Ray)."""
+    from orchestrator.preflight import check_new_sweep
+    from orchestrator.settings import SweepSettings
+    from orchestrator.uris import resolve_tracking_uri
 
     check_numbers(args)
     storage = check_storage(args.storage)
@@ -241,29 +187,12 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Any, bool]:
     if args.space is None and args.space_file is None:
         raise InputError("give --space NAME or --space-file FILE (see `spectral-sweep spaces`)")
     space = load_space(args)
-    name = args.name or space.name
-    check_name(name)
-    if (storage / name / TUNER_STATE_FILE).exists():
-        raise InputError(
-            f"a sweep named {name!r} already exists in {storage}; continue it with --resume or "
-            "choose another --name"
-        )
-    address = args.address or os.environ.get("RAY_ADDRESS") or None
-    check_data_roots(space.trials(), local=address is None)
-    uri = resolve_tracking_uri(args.tracking_uri)
-    check_tracking(uri, address)
-    check_address(address)
-    if address is None:
-        check_local_resources(args.cpus_per_trial, args.gpus_per_trial)
-    check_new_experiment(uri, name)
-    from orchestrator.settings import SweepSettings
-
     settings = SweepSettings(
         space=space.to_dict(),
-        name=name,
+        name=args.name or space.name,
         storage=str(storage),
-        tracking_uri=uri,
-        address=address,
+        tracking_uri=resolve_tracking_uri(args.tracking_uri),
+        address=args.address or os.environ.get("RAY_ADDRESS") or None,
         search=args.search,
         num_samples=args.num_samples,
         multi_objective=args.multi_objective,
@@ -279,47 +208,11 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Any, bool]:
         confirm=args.confirm,
         max_drop=args.max_drop,
     )
+    check_new_sweep(settings)
     return settings, False
 
 
-def check_local_resources(cpus: float, gpus: float) -> None:
-    """On the embedded Ray, a trial must fit this machine (else Tune would wait forever)."""
-    count = os.cpu_count() or 1
-    if cpus > count:
-        raise InputError(f"--cpus-per-trial {cpus:g}: this machine has {count} CPUs")
-    if gpus > 0:
-        import torch
-
-        found = torch.cuda.device_count()
-        if gpus > found:
-            raise InputError(f"--gpus-per-trial {gpus:g}: this machine has {found} CUDA GPUs")
-
-
-def check_new_experiment(uri: str, name: str) -> None:
-    """A new sweep must not mix its runs into an experiment that already holds some."""
-    from orchestrator.tracking import make_client, sqlite_path
-
-    path = sqlite_path(uri)
-    if path is not None and not path.exists():
-        return  # a new store: nothing to mix with
-    client = make_client(uri)
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None or experiment.lifecycle_stage == "deleted":
-        return
-    if client.search_runs([experiment.experiment_id], max_results=1):
-        raise InputError(
-            f"MLflow experiment {name!r} at {uri} already holds runs; choose another --name, "
-            "or continue that sweep with --resume"
-        )
-
-
-def check_name(name: str) -> None:
-    """A sweep name is a directory name and an MLflow experiment name."""
-    if not name or "/" in name or name in {".", ".."} or name.strip() != name:
-        raise InputError(f"--name {name!r} is not a valid sweep name (no '/', no blanks at ends)")
-
-
-def resume_settings(args: argparse.Namespace, storage: Path) -> Any:
+def resume_settings(args: argparse.Namespace, storage: Path) -> SweepSettings:
     """The saved settings of the sweep to resume; the directory must hold one."""
     name = args.name or args.space
     if name is None and args.space_file is not None:
@@ -329,8 +222,9 @@ def resume_settings(args: argparse.Namespace, storage: Path) -> Any:
     if name is None:
         raise InputError("--resume needs --name (or --space) of the sweep to continue")
     path = storage / name
-    if not (path / TUNER_STATE_FILE).exists():
+    if not sweep_exists(path):
         raise InputError(f"--resume: no sweep to resume at {path}")
+    from orchestrator.preflight import check_resumed_sweep
     from orchestrator.settings import load_settings
 
     settings = load_settings(path)
@@ -342,8 +236,7 @@ def resume_settings(args: argparse.Namespace, storage: Path) -> Any:
     if args.address is not None:
         settings.address = args.address
     settings.verbose = 0 if args.quiet else settings.verbose
-    check_tracking(settings.tracking_uri, settings.address)
-    check_address(settings.address)
+    check_resumed_sweep(settings)
     return settings
 
 
@@ -367,7 +260,7 @@ def print_trials(space: Any) -> None:
 
 def print_outcome(outcome: Any, settings: Any) -> int:
     """One summary block; exit 0 (all finished), 1 (some failed) or 130 (interrupted)."""
-    from orchestrator.tracking import ui_command
+    from orchestrator.uris import ui_command
 
     print(
         f"sweep {outcome.name}: {outcome.finished} finished, {outcome.errored} failed, "
@@ -386,7 +279,7 @@ def print_outcome(outcome: Any, settings: Any) -> int:
     if outcome.errored:
         print(
             f"{outcome.errored} trial(s) failed; their MLflow runs are FAILED with the error in "
-            "tag spectral_sweep.error",
+            f"tag {Tag.ERROR}",
             file=sys.stderr,
         )
         return 1
@@ -428,13 +321,14 @@ def print_estimate(outcome: Any, settings: Any) -> int:
         print(f"{label}: reference trial did not finish; nothing predicted", file=sys.stderr)
     print(
         f"estimate strategy: {outcome.trainings} trainings; predictions are MLflow runs with "
-        f"tag spectral_sweep.role = prediction in {settings.mlflow_experiment!r}"
+        f"tag {Tag.ROLE} = {Role.PREDICTION} in {settings.mlflow_experiment!r}"
     )
     return code
 
 
 def format_plans(plans: list[Any]) -> str:
     """One row per planned group: reference, recommendation and its prediction."""
+    from analysis.strategy import TRUNCATION
     from orchestrator.table import format_table
 
     rows = []
@@ -447,7 +341,7 @@ def format_plans(plans: list[Any]) -> str:
             "recommended": plan.recommended if plan.recommended is not None else "-",
         }
         if plan.recommended is not None:
-            column = "lrg" if planned.group.kind == "truncation" else "annotation_nu_max"
+            column = "lrg" if planned.group.kind == TRUNCATION else "annotation_nu_max"
             pick = plan.table.loc[plan.table[column] == plan.recommended].iloc[0]
             row.update(
                 predicted_miou=pick["predicted_miou"],

@@ -10,12 +10,12 @@ import argparse
 import dataclasses
 import json
 import math
-import re
 import sys
 from typing import Any
 
 from trainables.config import TrialConfig
 from trainables.errors import InputError
+from trainables.run_schema import Metric, r_ce_point_band
 
 
 def register(sub: Any) -> None:
@@ -97,8 +97,9 @@ def _number_or_text(raw: str) -> Any:
 def final_summary(result: Any) -> dict[str, Any]:
     """The JSON the command prints: headline metrics, ``r_ce`` by band, post-hoc evaluations."""
     metrics = dict(result.metrics)
-    r_ce = {k.removeprefix("r_ce_"): v for k, v in metrics.items() if re.match(r"r_ce_nu\d+$", k)}
-    summary: dict[str, Any] = {k: v for k, v in metrics.items() if not re.match(r"r_ce_nu\d+$", k)}
+    points = {k for k in metrics if r_ce_point_band(k) is not None}
+    r_ce = {k.removeprefix("r_ce_"): v for k, v in metrics.items() if k in points}
+    summary: dict[str, Any] = {k: v for k, v in metrics.items() if k not in points}
     summary["r_ce"] = r_ce
     summary["per_class_iou"] = result.reports[-1].per_class_iou if result.reports else []
     if result.posthoc:
@@ -143,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=None, sort_keys=True))
     else:
-        for key in ("miou", "boundary_iou", "pixel_acc", "loss", "gflops", "params", "fpi"):
+        headline = (Metric.MIOU, Metric.BOUNDARY_IOU, Metric.PIXEL_ACC, Metric.LOSS)
+        for key in (*headline, Metric.GFLOPS, Metric.PARAMS, Metric.FPI):
             print(f"{key:>14}: {summary.get(key)}")
         for band, value in summary["r_ce"].items():
             print(f"{'r_ce ' + band:>14}: {value:.6f}")

@@ -23,6 +23,7 @@ from trainables.errors import InputError
 
 __all__ = [
     "DatasetRequest",
+    "PairedFileDataset",
     "SegmentationDataset",
     "read_index_mask",
     "read_rgb",
@@ -161,6 +162,27 @@ class SegmentationDataset(Dataset[tuple[Tensor, Tensor]]):
             f"num_classes={self.num_classes}, input_size={self.input_size}, "
             f"augment={self.augment})"
         )
+
+
+class PairedFileDataset(SegmentationDataset):
+    """A data set of image files each paired with a mask file (VOC, Cityscapes, DeepGlobe, a
+    folder). Subclasses fill :attr:`images` and :attr:`masks` (same order) in ``__init__``;
+    masks are read as index PNGs unless :meth:`load_label` is overridden."""
+
+    images: list[Path]  # image file of each sample
+    masks: list[Path]  # mask file of each sample (named in errors)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def source(self, index: int) -> str:
+        return str(self.masks[index])
+
+    def load_image(self, index: int) -> Tensor:
+        return read_rgb_image(self.images[index])
+
+    def load_label(self, index: int) -> Tensor:
+        return read_index_mask(self.masks[index])
 
 
 # --------------------------------------------------------------------------- readers

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from trainables.errors import InputError
+from trainables.grids import lrg_of_band
 
 __all__ = ["blockwise_grid", "blockwise_labels", "cell_weights", "centre_cells"]
 
@@ -32,7 +33,7 @@ def blockwise_grid(nu_max: int, height: int, width: int) -> tuple[int, int]:
 
     A side already at or below ``s = 2 nu_max + 1`` pixels keeps its native resolution.
     """
-    s = 2 * _check_band(nu_max) + 1
+    s = lrg_of_band(_check_band(nu_max))
     return min(s, height), min(s, width)
 
 

@@ -16,12 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from trainables.data.base import (
-    DatasetRequest,
-    SegmentationDataset,
-    read_index_mask,
-    read_rgb_image,
-)
+from trainables.data.base import DatasetRequest, PairedFileDataset, read_index_mask
 from trainables.errors import InputError
 
 __all__ = ["CITYSCAPES_CLASSES", "LABEL_TO_TRAIN_ID", "CityscapesSegmentation", "build_cityscapes"]
@@ -81,7 +76,7 @@ def _lookup_table(ignore_index: int) -> Tensor:
     return table
 
 
-class CityscapesSegmentation(SegmentationDataset):
+class CityscapesSegmentation(PairedFileDataset):
     """Cityscapes ``leftImg8bit`` images with ``gtFine`` labels as train ids."""
 
     def __init__(self, request: DatasetRequest) -> None:
@@ -104,15 +99,6 @@ class CityscapesSegmentation(SegmentationDataset):
             raise InputError(f"image {stem!r} has no mask {str(mask)!r}")
         return mask
 
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def source(self, index: int) -> str:
-        return str(self.masks[index])
-
-    def load_image(self, index: int) -> Tensor:
-        return read_rgb_image(self.images[index])
-
     def load_label(self, index: int) -> Tensor:
         label_ids = read_index_mask(self.masks[index])
         return self._table[label_ids.clamp(0, self._table.numel() - 1)]
@@ -120,5 +106,4 @@ class CityscapesSegmentation(SegmentationDataset):
 
 def build_cityscapes(request: DatasetRequest) -> CityscapesSegmentation:
     """``cityscapes``: fine annotations, 19 train ids (splits train/val/test). No options."""
-    request.fixed_classes(len(CITYSCAPES_CLASSES))
     return CityscapesSegmentation(request)

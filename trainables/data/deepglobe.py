@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from trainables.data.base import DatasetRequest, SegmentationDataset, read_rgb, read_rgb_image
+from trainables.data.base import DatasetRequest, PairedFileDataset, read_rgb
 from trainables.errors import InputError
 
 __all__ = [
@@ -78,7 +78,7 @@ def _image_dir(root: Path) -> Path:
     )
 
 
-class DeepGlobeSegmentation(SegmentationDataset):
+class DeepGlobeSegmentation(PairedFileDataset):
     """DeepGlobe land-cover tiles with their colour masks decoded to 7 classes."""
 
     def __init__(self, request: DatasetRequest) -> None:
@@ -98,24 +98,16 @@ class DeepGlobeSegmentation(SegmentationDataset):
                 f"DeepGlobe split {request.split!r} is empty: {len(ids)} image(s) under "
                 f"{str(self.image_dir)!r}"
             )
+        self.images = [self.image_dir / f"{sample}_sat.jpg" for sample in self.ids]
+        self.masks = [self._mask(sample) for sample in self.ids]
 
     def _mask(self, sample: str) -> Path:
         return self.image_dir / f"{sample}_mask.png"
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def source(self, index: int) -> str:
-        return str(self._mask(self.ids[index]))
-
-    def load_image(self, index: int) -> Tensor:
-        return read_rgb_image(self.image_dir / f"{self.ids[index]}_sat.jpg")
-
     def load_label(self, index: int) -> Tensor:
-        return decode_mask(read_rgb(self._mask(self.ids[index])))
+        return decode_mask(read_rgb(self.masks[index]))
 
 
 def build_deepglobe(request: DatasetRequest) -> DeepGlobeSegmentation:
     """``deepglobe``: land cover, 7 classes, splits train (701) / val (102). No options."""
-    request.fixed_classes(len(DEEPGLOBE_CLASSES))
     return DeepGlobeSegmentation(request)

@@ -15,14 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch import Tensor
-
-from trainables.data.base import (
-    DatasetRequest,
-    SegmentationDataset,
-    read_index_mask,
-    read_rgb_image,
-)
+from trainables.data.base import DatasetRequest, PairedFileDataset, read_index_mask
 from trainables.data.transforms import IGNORE_INDEX
 from trainables.data.voc import read_split_ids
 from trainables.errors import InputError
@@ -83,7 +76,7 @@ def _infer_classes(masks: list[Path]) -> int:
     return largest + 1
 
 
-class FolderSegmentation(SegmentationDataset):
+class FolderSegmentation(PairedFileDataset):
     """Images and index masks from ``root/images`` and ``root/masks`` (see module docstring)."""
 
     def __init__(self, request: DatasetRequest) -> None:
@@ -111,18 +104,6 @@ class FolderSegmentation(SegmentationDataset):
                 f"{str(names_file)!r} names {len(names)} classes but num_classes={num_classes}"
             )
         return names or [f"class_{c}" for c in range(num_classes)]
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def source(self, index: int) -> str:
-        return str(self.masks[index])
-
-    def load_image(self, index: int) -> Tensor:
-        return read_rgb_image(self.images[index])
-
-    def load_label(self, index: int) -> Tensor:
-        return read_index_mask(self.masks[index])
 
 
 def build_folder(request: DatasetRequest) -> FolderSegmentation:

@@ -1,77 +1,20 @@
-"""The one data-set registry and its factory, :func:`build_dataset`.
+"""The data-set factory, :func:`build_dataset`, over the one registry.
 
-Each entry names a builder ``(request, **options) -> SegmentationDataset`` and the options it
-accepts, so a typo in a name or an option fails at once with the valid choices.
+The registry (:mod:`trainables.dataset_registry`, torch-free so the config can check names) names
+each builder ``(request, **options) -> SegmentationDataset``, the options it accepts and a fixed
+class count, so a typo in a name or an option, or a wrong class count, fails at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainables.data.base import DatasetRequest, SegmentationDataset
-from trainables.data.cityscapes import build_cityscapes
-from trainables.data.deepglobe import build_deepglobe
-from trainables.data.folder import build_folder
-from trainables.data.synthetic import build_fine, build_smooth
-from trainables.data.voc import build_voc
+from trainables.dataset_registry import DatasetSpec, dataset_spec, list_datasets
 from trainables.errors import InputError
 
 __all__ = ["DatasetSpec", "build_dataset", "dataset_spec", "list_datasets"]
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A registered data set: how to build it and what it accepts."""
-
-    name: str  # registry name, as in TrialConfig.dataset
-    build: Callable[..., SegmentationDataset]  # (request, **options) -> data set
-    summary: str  # one line for --help and listings
-    needs_root: bool = True  # False for generated data
-    options: tuple[str, ...] = ()  # extra keyword options the builder takes
-
-
-_SYNTHETIC_OPTIONS = ("length", "image_size")
-_REGISTRY: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in (
-        DatasetSpec(
-            "synthetic-smooth",
-            build_smooth,
-            "generated large smooth blobs (like PASCAL VOC / DeepGlobe)",
-            needs_root=False,
-            options=_SYNTHETIC_OPTIONS,
-        ),
-        DatasetSpec(
-            "synthetic-fine",
-            build_fine,
-            "generated thin structures and small objects (like Cityscapes)",
-            needs_root=False,
-            options=_SYNTHETIC_OPTIONS,
-        ),
-        DatasetSpec("voc", build_voc, "PASCAL VOC 2012 (+SBD train_aug), 21 classes"),
-        DatasetSpec("cityscapes", build_cityscapes, "Cityscapes gtFine, 19 train ids"),
-        DatasetSpec("deepglobe", build_deepglobe, "DeepGlobe land cover, 7 classes, 701/102"),
-        DatasetSpec("folder", build_folder, "images/ + masks/ folder of index PNGs"),
-    )
-}
-
-
-def list_datasets() -> list[str]:
-    """Registered data-set names, in registration order."""
-    return list(_REGISTRY)
-
-
-def dataset_spec(name: str) -> DatasetSpec:
-    """The registry entry of ``name``, or an InputError listing the valid names."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise InputError(
-            f"unknown data set {name!r}; choose from: {', '.join(list_datasets())}"
-        ) from None
 
 
 def _check_int(name: str, value: Any, low: int | None) -> int:
@@ -121,4 +64,7 @@ def build_dataset(
     )
     if spec.needs_root:
         request.require_root()
-    return spec.build(request, **options)
+    if spec.num_classes is not None:
+        request.fixed_classes(spec.num_classes)
+    built: SegmentationDataset = spec.build(request, **options)
+    return built

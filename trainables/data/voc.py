@@ -19,14 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch import Tensor
-
-from trainables.data.base import (
-    DatasetRequest,
-    SegmentationDataset,
-    read_index_mask,
-    read_rgb_image,
-)
+from trainables.data.base import DatasetRequest, PairedFileDataset
 from trainables.errors import InputError
 
 __all__ = ["VOC_CLASSES", "VOCSegmentation", "build_voc", "find_voc_root", "read_split_ids"]
@@ -80,7 +73,7 @@ def read_split_ids(path: Path) -> list[str]:
     return ids
 
 
-class VOCSegmentation(SegmentationDataset):
+class VOCSegmentation(PairedFileDataset):
     """PASCAL VOC 2012 images with their palette masks (index values, 255 = ignore)."""
 
     def __init__(self, request: DatasetRequest) -> None:
@@ -97,21 +90,10 @@ class VOCSegmentation(SegmentationDataset):
                 )
             if not (self.mask_dir / f"{sample}.png").is_file():
                 raise InputError(f"image {sample!r} has no mask in {str(self.mask_dir)!r}")
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def source(self, index: int) -> str:
-        return str(self.mask_dir / f"{self.ids[index]}.png")
-
-    def load_image(self, index: int) -> Tensor:
-        return read_rgb_image(self.root / "JPEGImages" / f"{self.ids[index]}.jpg")
-
-    def load_label(self, index: int) -> Tensor:
-        return read_index_mask(self.mask_dir / f"{self.ids[index]}.png")
+        self.images = [self.root / "JPEGImages" / f"{sample}.jpg" for sample in self.ids]
+        self.masks = [self.mask_dir / f"{sample}.png" for sample in self.ids]
 
 
 def build_voc(request: DatasetRequest) -> VOCSegmentation:
     """``voc``: PASCAL VOC 2012 (+ SBD with split ``train_aug``), 21 classes. No options."""
-    request.fixed_classes(len(VOC_CLASSES))
     return VOCSegmentation(request)

@@ -1,4 +1,5 @@
-"""Segmentation models: one registry and one factory, :func:`build_model`.
+"""Segmentation models: one registry (:mod:`trainables.model_registry`) and one factory,
+:func:`build_model`.
 
 ``deeplabv3plus`` (DeepLab v3+) and ``dan`` (Deep Aggregation Net), each over any timm backbone
 (``features_only=True``, output stride 16). Every model is a :class:`SegmentationModel`:
@@ -8,33 +9,15 @@ truncation), ``.prunable_units()`` lists what soft filter pruning may zero.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainables.errors import InputError
+from trainables.model_registry import MODELS, check_model, list_models, model_class
 from trainables.models.common import SegmentationModel, check_lrg, validate_lrg
 from trainables.models.dan import DAN
 from trainables.models.deeplabv3plus import DeepLabV3Plus
 from trainables.models.encoder import check_backbone
 from trainables.models.units import Consumer, PrunableUnit
-
-#: Registered architectures: name -> constructor taking build_model's keyword arguments.
-MODELS: dict[str, Callable[..., SegmentationModel]] = {
-    "deeplabv3plus": DeepLabV3Plus,
-    "dan": DAN,
-}
-
-
-def list_models() -> list[str]:
-    """Names :func:`build_model` accepts."""
-    return list(MODELS)
-
-
-def check_model(name: str) -> None:
-    """Raise :class:`InputError` listing the registered names when ``name`` is not one."""
-    if name not in MODELS:
-        raise InputError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
 
 
 def build_model(
@@ -53,9 +36,9 @@ def build_model(
     ``lrg``: the decoder grid s (None = native stride-4 grid); checked against the input size at
     forward time and by :func:`validate_lrg`.
     """
-    check_model(name)
+    cls = model_class(name)
     check_lrg(lrg)
-    return MODELS[name](
+    model: SegmentationModel = cls(
         backbone=backbone,
         num_classes=num_classes,
         lrg=lrg,
@@ -63,6 +46,7 @@ def build_model(
         output_stride=output_stride,
         **kw,
     )
+    return model
 
 
 __all__ = [

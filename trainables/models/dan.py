@@ -21,15 +21,13 @@ resized (bilinear, ``align_corners=False``) before its 1x1 conv.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from trainables.models.common import ConvBNAct, Features, SegmentationModel, resize, unit
-from trainables.models.deeplabv3plus import ASPP, ASPP_CHANNELS, aspp_rates
-from trainables.models.encoder import TimmEncoder
+from trainables.models.aspp import ASPPSegmentationModel
+from trainables.models.common import ConvBNAct, Features, resize, unit
 from trainables.models.units import PrunableUnit
 
 
@@ -104,47 +102,20 @@ class AggregationDecoder(nn.Module):
         ]
 
 
-class DAN(SegmentationModel):
+class DAN(ASPPSegmentationModel):
     """Deep Aggregation Net with any timm encoder; ``lrg`` truncates the decoder grids."""
 
     name = "dan"
+    aspp_optional: ClassVar[bool] = True
+    decoder: AggregationDecoder
 
-    def __init__(
-        self,
-        backbone: str = "resnet101",
-        num_classes: int = 21,
-        lrg: int | None = None,
-        pretrained: bool | str | Path = False,
-        output_stride: int = 16,
-        aspp: bool = True,
-    ) -> None:
-        super().__init__(TimmEncoder(backbone, output_stride, pretrained), num_classes, lrg)
+    def build_decoder(self, deep_channels: int, num_classes: int) -> AggregationDecoder:
         enc = self.encoder
-        self.aspp: ASPP | None = (
-            ASPP(enc.deep_channels, aspp_rates(output_stride)) if aspp else None
-        )
-        deep_channels = ASPP_CHANNELS if aspp else enc.deep_channels
-        self.decoder = AggregationDecoder(
-            deep_channels, enc.mid_channels, enc.low_channels, num_classes
-        )
-
-    def encode(self, x: Tensor) -> Features:
-        low, mid, deep = self.encoder(x)
-        return low, mid, deep if self.aspp is None else self.aspp(deep)
+        return AggregationDecoder(deep_channels, enc.mid_channels, enc.low_channels, num_classes)
 
     def decode(self, features: Features, out_size: tuple[int, int]) -> Tensor:
         low, mid, deep = features
         return self.decoder(low, mid, deep, self.decoder_grid(low), out_size)
-
-    def encoder_modules(self) -> list[nn.Module]:
-        return [self.encoder] if self.aspp is None else [self.encoder, self.aspp]
-
-    def decoder_modules(self) -> list[nn.Module]:
-        return [self.decoder]
-
-    def head_units(self) -> list[PrunableUnit]:
-        aspp = [] if self.aspp is None else self.aspp.units("aspp.")
-        return [*aspp, *self.decoder.units("decoder.")]
 
     def architecture(self) -> dict[str, Any]:
         return {**super().architecture(), "aspp": self.aspp is not None}

@@ -1,0 +1,148 @@
+"""Pre-flight checks of a sweep, all before Ray starts: name, storage, data roots, tracking URI,
+Ray address, resources, and that a new sweep does not mix into an experiment that holds runs.
+
+``spectral-sweep sweep`` and ``spectral-sweep demo`` both call :func:`check_new_sweep` or
+:func:`check_resumed_sweep` on the :class:`~orchestrator.settings.SweepSettings` they built.
+No Ray import here; MLflow is opened only to look for existing runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from orchestrator.address import check_address
+from orchestrator.uris import check_tracking_uri, is_local_uri, sqlite_path
+from trainables.errors import InputError
+
+if TYPE_CHECKING:
+    from orchestrator.settings import SweepSettings
+    from trainables.config import TrialConfig
+
+#: Tune's marker that a directory holds a restorable experiment.
+TUNER_STATE_FILE = "tuner.pkl"
+SYNTHETIC_PREFIX = "synthetic"
+
+
+def sweep_exists(experiment_path: Path) -> bool:
+    """Whether ``<storage>/<name>`` holds a Tune experiment (one ``--resume`` can continue)."""
+    return (experiment_path / TUNER_STATE_FILE).exists()
+
+
+def check_name(name: str) -> None:
+    """A sweep name is a directory name and an MLflow experiment name."""
+    if not name or "/" in name or name in {".", ".."} or name.strip() != name:
+        raise InputError(f"--name {name!r} is not a valid sweep name (no '/', no blanks at ends)")
+
+
+def check_storage(storage: str) -> Path:
+    """The storage directory, created if needed; it must be writable."""
+    if "://" in storage:
+        raise InputError(
+            f"--storage {storage!r}: only filesystem paths are supported here (mount the bucket)"
+        )
+    path = Path(storage).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"--storage {storage!r} cannot be created ({err.strerror})") from None
+    probe = path / ".spectral_sweep_write_test"
+    try:
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError:
+        raise InputError(f"--storage {storage!r} is not writable") from None
+    return path
+
+
+def check_data_roots(trials: Sequence[TrialConfig], local: bool) -> None:
+    """Real data sets need a data_root; with the embedded Ray it must exist on this machine."""
+    for index, config in enumerate(trials):
+        dataset = config.dataset
+        if dataset.startswith(SYNTHETIC_PREFIX):
+            continue
+        root = config.data_root
+        if root in (None, ""):
+            raise InputError(
+                f"trial {index}: data set {dataset!r} needs a data root; pass "
+                f"--data-root {dataset}=PATH"
+            )
+        if local and not Path(str(root)).expanduser().exists():
+            raise InputError(f"trial {index}: data root {root!r} of {dataset!r} does not exist")
+
+
+def check_tracking(uri: str, address: str | None) -> None:
+    """Reachable/writable tracking URI; Ray Client runs the driver remotely, so it needs a server."""
+    check_tracking_uri(uri)
+    if address is not None and address.startswith("ray://") and is_local_uri(uri):
+        raise InputError(
+            f"--address {address} runs the sweep's driver on the cluster, which cannot write "
+            f"{uri}; pass --tracking-uri http://HOST:PORT of an `mlflow server`"
+        )
+
+
+def check_local_resources(cpus: float, gpus: float) -> None:
+    """On the embedded Ray, a trial must fit this machine (else Tune would wait forever)."""
+    count = os.cpu_count() or 1
+    if cpus > count:
+        raise InputError(f"--cpus-per-trial {cpus:g}: this machine has {count} CPUs")
+    if gpus > 0:
+        import torch
+
+        found = torch.cuda.device_count()
+        if gpus > found:
+            raise InputError(f"--gpus-per-trial {gpus:g}: this machine has {found} CUDA GPUs")
+
+
+def check_new_experiment(uri: str, name: str) -> None:
+    """A new sweep must not mix its runs into an experiment that already holds some."""
+    from orchestrator.store import find_experiment, make_client
+
+    path = sqlite_path(uri)
+    if path is not None and not path.exists():
+        return  # a new store: nothing to mix with
+    client = make_client(uri)
+    experiment_id = find_experiment(client, name)
+    if experiment_id is not None and client.search_runs([experiment_id], max_results=1):
+        raise InputError(
+            f"MLflow experiment {name!r} at {uri} already holds runs; choose another --name, "
+            "or continue that sweep with --resume"
+        )
+
+
+def check_new_sweep(settings: SweepSettings) -> None:
+    """Everything a new sweep needs, in the order a user fixes them; the first problem raises."""
+    check_name(settings.name)
+    if sweep_exists(settings.experiment_path):
+        raise InputError(
+            f"a sweep named {settings.name!r} already exists in {settings.storage}; continue it "
+            "with --resume or choose another --name"
+        )
+    check_data_roots(settings.search_space().trials(), local=settings.address is None)
+    check_tracking(settings.tracking_uri, settings.address)
+    check_address(settings.address)
+    if settings.address is None:
+        check_local_resources(settings.cpus_per_trial, settings.gpus_per_trial)
+    check_new_experiment(settings.tracking_uri, settings.mlflow_experiment)
+
+
+def check_resumed_sweep(settings: SweepSettings) -> None:
+    """A resumed sweep keeps its saved settings; its tracking store and Ray must be reachable."""
+    check_tracking(settings.tracking_uri, settings.address)
+    check_address(settings.address)
+
+
+__all__ = [
+    "TUNER_STATE_FILE",
+    "check_data_roots",
+    "check_local_resources",
+    "check_name",
+    "check_new_experiment",
+    "check_new_sweep",
+    "check_resumed_sweep",
+    "check_storage",
+    "check_tracking",
+    "sweep_exists",
+]

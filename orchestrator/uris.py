@@ -1,0 +1,123 @@
+"""MLflow tracking URIs: the default store, resolving the flag, checking it before a sweep starts.
+
+No MLflow import here: these are string and file-system checks (and one HTTP ``/health`` probe),
+so commands can fail fast on a URI the sweep could not write to before anything heavy loads.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from trainables.errors import InputError
+
+
+def default_tracking_uri(directory: str | Path | None = None) -> str:
+    """``sqlite:///<dir>/mlflow.db`` (absolute; ``dir`` defaults to the working directory)."""
+    base = Path(directory) if directory is not None else Path.cwd()
+    return f"sqlite:///{(base / 'mlflow.db').resolve()}"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The URI to use: the flag, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite file."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (absolute with four slashes), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    rest = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    if not rest or rest == ":memory:":
+        return None
+    return Path(rest) if rest.startswith("/") else (Path.cwd() / rest).resolve()
+
+
+def is_local_uri(uri: str) -> bool:
+    """Whether the store is a file on this machine (only the local node can write it)."""
+    return uri.startswith("sqlite:")
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Artifacts of a SQLite store live beside it (``mlartifacts/<experiment>``); servers decide."""
+    db = sqlite_path(uri)
+    if db is None:
+        return None
+    return (db.parent / "mlartifacts" / experiment).resolve().as_uri()
+
+
+def check_tracking_uri(uri: str, timeout: float = 3.0) -> None:
+    """Fail fast (InputError) on a tracking URI the sweep could not write to.
+
+    SQLite: the database's directory must exist and be writable. HTTP(S): ``GET /health``
+    must answer within ``timeout`` seconds. Database URIs (postgresql, mysql, ...) are used
+    as given.
+    """
+    scheme = urllib.parse.urlparse(uri).scheme
+    if scheme == "sqlite":
+        _check_sqlite(uri)
+    elif scheme in ("http", "https"):
+        _check_server(uri, timeout)
+    elif scheme in ("", "file"):
+        raise InputError(
+            f"tracking URI {uri!r}: file stores are not supported; use sqlite:///PATH/mlflow.db "
+            "or http://HOST:PORT"
+        )
+
+
+def _check_sqlite(uri: str) -> None:
+    db = sqlite_path(uri)
+    if db is None:
+        raise InputError(
+            f"tracking URI {uri!r} names no database file; expected sqlite:///PATH/mlflow.db"
+        )
+    if not db.parent.is_dir():
+        raise InputError(f"tracking URI {uri!r}: directory {db.parent} does not exist")
+    if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+        raise InputError(f"tracking URI {uri!r}: {db} is not writable")
+
+
+def _check_server(uri: str, timeout: float) -> None:
+    health = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(health, timeout=timeout) as response:
+            if response.status != 200:
+                raise InputError(f"tracking URI {uri!r}: {health} answered {response.status}")
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        reason = getattr(err, "reason", err)
+        raise InputError(
+            f"tracking server {uri!r} is unreachable ({reason}); start it with `mlflow "
+            "server --backend-store-uri sqlite:///PATH/mlflow.db --host HOST --port PORT`"
+        ) from None
+
+
+def check_store_exists(uri: str) -> None:
+    """A store to read must exist already (reading must not create an empty SQLite file)."""
+    db = sqlite_path(uri)
+    if uri.startswith("sqlite:") and (db is None or not db.exists()):
+        raise InputError(
+            f"no MLflow database at {db or uri}; run a sweep first or pass --tracking-uri"
+        )
+    check_tracking_uri(uri)
+
+
+def ui_command(uri: str) -> str:
+    """The command that opens the MLflow UI on this store."""
+    if uri.startswith("sqlite:"):
+        return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+    return f"open {uri} in a browser"
+
+
+__all__ = [
+    "artifact_location",
+    "check_store_exists",
+    "check_tracking_uri",
+    "default_tracking_uri",
+    "is_local_uri",
+    "resolve_tracking_uri",
+    "sqlite_path",
+    "ui_command",
+]

@@ -1,0 +1,151 @@
+"""Trial checkpoints: save, read, load and restore, the init band profile, the architecture check.
+
+A checkpoint (``checkpoint.pt`` in the trial's directory) holds the weights, optimizer, schedule,
+epoch and RNG state, the trial's config (``TrialConfig.to_dict``) and what its architecture must
+match, plus the band profile at initialisation so a resumed trial reports it without recomputing
+it from trained weights. Files are read with ``weights_only=True``; a bad file is one
+:class:`~trainables.errors.InputError` naming it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainables.config import TrialConfig
+from trainables.errors import InputError
+
+CHECKPOINT_FILE = "checkpoint.pt"
+#: Checkpoint key of the init band profile (a float64 tensor), so a resumed trial reuses it.
+_INIT_PROFILE_KEY = "band_profile_init"
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint file at ``path``: the file itself, or :data:`CHECKPOINT_FILE` in a directory."""
+    path = Path(path)
+    return path / CHECKPOINT_FILE if path.is_dir() else path
+
+
+def architecture_key(model: nn.Module, cfg: TrialConfig) -> dict[str, Any]:
+    """What a checkpoint must match to be loaded into this trial's model."""
+    arch = dict(model.architecture())  # type: ignore[operator]
+    arch["prune_rate"] = cfg.prune_rate
+    arch["decoder_prune_rate"] = cfg.decoder_prune_rate
+    return arch
+
+
+def save_checkpoint(
+    directory: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    cfg: TrialConfig,
+    epoch: int,
+    *,
+    band_profile_init: torch.Tensor | None = None,
+) -> Path:
+    """Write model, optimizer, schedule, epoch and RNG state atomically to ``directory``.
+
+    ``band_profile_init``: the trial's profile at initialisation, kept so a resumed trial
+    reports it without recomputing it from trained weights.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {
+        "architecture": architecture_key(model, cfg),
+        "config": cfg.to_dict(),
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    if band_profile_init is not None:
+        state[_INIT_PROFILE_KEY] = band_profile_init.detach().to("cpu", torch.float64)
+    tmp = directory / (CHECKPOINT_FILE + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(directory / CHECKPOINT_FILE)
+    return directory
+
+
+def read_checkpoint(file: Path) -> dict[str, Any]:
+    """A checkpoint's state (``weights_only=True``), or an InputError naming the file."""
+    if not file.is_file():
+        raise InputError(f"checkpoint {file} does not exist")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(
+            f"checkpoint {file} is not a loadable trial checkpoint ({reason})"
+        ) from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise InputError(f"checkpoint {file} is not a spectral-sweep trial checkpoint")
+    return state
+
+
+def checkpoint_config(
+    state: dict[str, Any], overrides: dict[str, Any] | None = None
+) -> TrialConfig:
+    """The TrialConfig a read checkpoint was written with (``overrides`` applied on top).
+
+    The checkpoint's config is the plain dict of :meth:`TrialConfig.to_dict`: this is the one
+    place it turns back into a config (the checkpoint edge, like Ray's dict and MLflow params).
+    """
+    return TrialConfig.from_dict({**state["config"], **(overrides or {})})
+
+
+def load_checkpoint(path: Path, model: nn.Module, cfg: TrialConfig) -> dict[str, Any]:
+    """Read a checkpoint (a file, or a directory holding one) into ``model``; its state."""
+    file = checkpoint_file(path)
+    state = read_checkpoint(file)
+    apply_checkpoint(state, file, model, cfg)
+    return state
+
+
+def apply_checkpoint(state: dict[str, Any], file: Path, model: nn.Module, cfg: TrialConfig) -> None:
+    """Load a read checkpoint's weights after checking it matches the model's architecture."""
+    expected = architecture_key(model, cfg)
+    if state.get("architecture") != expected:
+        raise InputError(
+            f"checkpoint {file} is for architecture {state.get('architecture')}, "
+            f"not this trial's {expected}"
+        )
+    model.load_state_dict(state["model"])
+
+
+def restore_training_state(
+    state: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+) -> int:
+    """Restore optimizer, schedule and RNG; returns the epoch to continue from."""
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng_cpu"])
+    if torch.cuda.is_available() and state["rng_cuda"]:
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return int(state["epoch"]) + 1
+
+
+def checkpoint_init_profile(state: dict[str, Any]) -> torch.Tensor | None:
+    """The init profile a checkpoint holds; None for one written before it was kept."""
+    value = state.get(_INIT_PROFILE_KEY)
+    return value.to(torch.float64) if isinstance(value, torch.Tensor) else None
+
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "apply_checkpoint",
+    "architecture_key",
+    "checkpoint_config",
+    "checkpoint_file",
+    "checkpoint_init_profile",
+    "load_checkpoint",
+    "read_checkpoint",
+    "restore_training_state",
+    "save_checkpoint",
+]

@@ -1,0 +1,192 @@
+"""The pieces a trial is wired from: device, seeding, data, network, optimizer, loaders, pruner.
+
+Each is a small function of a validated :class:`~trainables.config.TrialConfig`;
+:func:`trainables.trial.run_trial` (and post-hoc evaluation, benchmarks, the SpG command) call
+them in order.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from trainables.config import TrialConfig
+from trainables.errors import InputError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is an input error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device='cuda' but no CUDA device is available; use 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's CPU and CUDA generators (data order, augmentation, weights all use them)."""
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def build_datasets(cfg: TrialConfig) -> tuple[Dataset[Any], Dataset[Any], int]:
+    """The training and evaluation sets and the class count, checked against the config."""
+    from trainables.data import build_dataset
+
+    def make(split: str, length: int | None, augment: bool) -> Any:
+        options = dict(cfg.extra)
+        synthetic = cfg.dataset.startswith("synthetic")
+        if synthetic and length is not None:
+            options["length"] = length
+        dataset = build_dataset(
+            cfg.dataset,
+            root=cfg.data_root,
+            split=split,
+            input_size=cfg.input_size,
+            augment=augment,
+            num_classes=cfg.num_classes,
+            seed=cfg.seed,
+            **options,
+        )
+        if not synthetic and length is not None and length < len(dataset):
+            return _limited(dataset, length)
+        return dataset
+
+    train_set = make("train", cfg.train_length, augment=True)
+    eval_set = make("val", cfg.eval_length, augment=False)
+    if len(train_set) < 2:
+        raise InputError(
+            f"data set {cfg.dataset!r} has {len(train_set)} training image(s); BatchNorm needs "
+            "at least 2 per batch"
+        )
+    num_classes = int(_base(train_set).num_classes)
+    if cfg.num_classes is not None and cfg.num_classes != num_classes:
+        raise InputError(
+            f"num_classes={cfg.num_classes} disagrees with data set {cfg.dataset!r}, "
+            f"which has {num_classes} classes"
+        )
+    return train_set, eval_set, num_classes
+
+
+def _limited(dataset: Any, length: int) -> Subset[Any]:
+    subset = Subset(dataset, range(length))
+    subset.num_classes = dataset.num_classes  # type: ignore[attr-defined]
+    return subset
+
+
+def _base(dataset: Any) -> Any:
+    return dataset.dataset if isinstance(dataset, Subset) else dataset
+
+
+def build_network(
+    cfg: TrialConfig, num_classes: int, device: torch.device, *, from_checkpoint: bool = False
+) -> nn.Module:
+    """The model at the config's training LRG, on ``device`` (channels_last on CUDA).
+
+    ``from_checkpoint``: a checkpoint will overwrite every weight, so pretrained weights are not
+    loaded (a resumed or re-evaluated trial needs no network and no weights file).
+    """
+    from trainables.models import build_model, validate_lrg
+
+    pretrained: bool | str = {"false": False, "true": True}.get(cfg.pretrained, cfg.pretrained)
+    if from_checkpoint:
+        pretrained = False
+    model = build_model(
+        cfg.model,
+        backbone=cfg.backbone,
+        num_classes=num_classes,
+        lrg=None,
+        pretrained=pretrained,
+    )
+    native = model.native_grid(cfg.input_size)
+    if native != cfg.native_lrg:
+        raise InputError(
+            f"backbone {cfg.backbone!r} gives a {native} x {native} stride-4 grid at input size "
+            f"{cfg.input_size}, not the {cfg.native_lrg} x {cfg.native_lrg} the config assumes"
+        )
+    for s in (cfg.lrg, *cfg.eval_lrgs):
+        if s is not None:
+            validate_lrg(s, native)
+    model.lrg = cfg.train_lrg
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def build_optimizer(
+    model: nn.Module, cfg: TrialConfig, iterations: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """SGD with momentum and the poly learning-rate schedule (per iteration, as in DeepLab)."""
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    total = max(1, iterations)
+
+    def poly(step: int) -> float:
+        return max(0.0, 1.0 - step / total) ** cfg.poly_power
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
+
+
+def make_loader(dataset: Dataset[Any], cfg: TrialConfig, *, train: bool) -> DataLoader[Any]:
+    """Single-process loader; the training order comes from a generator seeded by the config."""
+    generator = torch.Generator().manual_seed(cfg.seed) if train else None
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=train,
+        drop_last=train and _last_batch(len(dataset), cfg.batch_size) == 1,  # type: ignore[arg-type]
+        generator=generator,
+        num_workers=0,
+    )
+
+
+def _last_batch(length: int, batch_size: int) -> int:
+    """Size of the last batch of an epoch (a last batch of 1 cannot train BatchNorm)."""
+    return length % batch_size or batch_size
+
+
+def autocast(device: torch.device, amp: bool) -> Any:
+    """bf16 autocast on CUDA when ``amp``; a no-op context elsewhere."""
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def to_device(
+    batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch on ``device``: images channels_last on CUDA, labels as int64."""
+    images, labels = batch
+    images = images.to(device, non_blocking=True)
+    if device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels.to(device, non_blocking=True).long()
+
+
+def build_pruner(model: nn.Module, cfg: TrialConfig) -> Any:
+    """The soft filter pruner of ``cfg``'s rates, or None when nothing is pruned."""
+    if cfg.prune_rate == 0 and cfg.decoder_prune_rate == 0:
+        return None
+    from trainables.pruning import SoftFilterPruner
+
+    return SoftFilterPruner(model, cfg.prune_rate, cfg.decoder_prune_rate)
+
+
+__all__ = [
+    "autocast",
+    "build_datasets",
+    "build_network",
+    "build_optimizer",
+    "build_pruner",
+    "make_loader",
+    "resolve_device",
+    "seed_everything",
+    "to_device",
+]
