@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from analysis.runs import CONTEXT_KEYS, is_nan, point_columns, warn
 from analysis.spectra import points_curve, spectrum_curve
 from trainables.errors import InputError
-from trainables.grids import band_of_lrg, native_band
+from trainables.grids import band_of_lrg, image_band_of_native_grid, native_band
+from trainables.measures import fpi
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,11 +58,6 @@ def group_keys(frame: pd.DataFrame) -> list[str]:
         if values.groupby(base).nunique().max() > 1:
             keys.append(column)
     return keys
-
-
-def fpi(gflops: Any, miou: Any) -> Any:
-    """FLOPs per IoU: ``gflops / miou`` (mIoU as a fraction); works on scalars and Series."""
-    return gflops / miou
 
 
 def least_fpi(rows: pd.DataFrame) -> pd.Series:
@@ -220,13 +216,13 @@ def _annotation_reference(
 
 def image_band_of(row: Mapping[str, Any]) -> int | None:
     """The image's highest band (``trainables.grids.native_band`` of the input size), else from
-    the stride-4 native grid (``2 * (native_lrg - 1)``: 256 for 129); None when neither is known."""
+    the stride-4 native grid (``trainables.grids.image_band_of_native_grid``: 256 for 129); None when neither is known."""
     input_size = row.get("input_size")
     if input_size is not None and not is_nan(input_size):
         return native_band(int(input_size))
     native = row.get("native_lrg")
     if native is not None and not is_nan(native):
-        return 2 * (int(native) - 1)
+        return image_band_of_native_grid(int(native))
     return None
 
 

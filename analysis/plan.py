@@ -24,6 +24,7 @@ import numpy as np
 from analysis.estimator import Estimator
 from trainables.errors import InputError
 from trainables.grids import band_of_lrg, paper_lrgs
+from trainables.measures import fpi
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -167,7 +168,7 @@ def _plan_row(
         "predicted_drop": drop,
         "predicted_miou": miou,
         "gflops": gflops,
-        "predicted_fpi": gflops / miou if drop < 1.0 and miou > 0 else math.inf,
+        "predicted_fpi": fpi(gflops, miou) if drop < 1.0 else math.inf,
         "feasible": False,
         "extrapolated": lrg != reference_lrg and r_ce >= estimator.r_ce_max,
     }

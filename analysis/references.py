@@ -16,7 +16,8 @@ from analysis.groups import prepare_runs, truncation_references
 from analysis.mlflow_runs import client_for, runs_frame
 from analysis.mlflow_trials import load_runs_mlflow, run_params
 from analysis.spectra import points_curve, read_spectrum, reference_spectrum, spectrum_curve
-from trainables.config import FIXED_NUM_CLASSES, TrialConfig
+from trainables.config import TrialConfig
+from trainables.dataset_registry import FIXED_NUM_CLASSES
 from trainables.errors import InputError
 from trainables.run_schema import Artifact, Metric, from_params
 

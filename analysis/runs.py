@@ -40,8 +40,6 @@ OPTIONAL_NUMERIC: tuple[str, ...] = (
     "native_lrg",
     "num_classes",
 )
-#: Optional text columns.
-OPTIONAL_TEXT: tuple[str, ...] = ("backbone", "truncation", "run_id", "spectrum_csv")
 #: The normalised frame's columns (``r_ce_nu{K}`` columns come after them when present).
 RUN_COLUMNS: tuple[str, ...] = (
     "model",

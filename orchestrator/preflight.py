@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.address import check_address
 from orchestrator.uris import check_tracking_uri, is_local_uri, sqlite_path
+from trainables.dataset_registry import dataset_spec
 from trainables.errors import InputError
 
 if TYPE_CHECKING:
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 
 #: Tune's marker that a directory holds a restorable experiment.
 TUNER_STATE_FILE = "tuner.pkl"
-SYNTHETIC_PREFIX = "synthetic"
 
 
 def sweep_exists(experiment_path: Path) -> bool:
@@ -61,7 +61,7 @@ def check_data_roots(trials: Sequence[TrialConfig], local: bool) -> None:
     """Real data sets need a data_root; with the embedded Ray it must exist on this machine."""
     for index, config in enumerate(trials):
         dataset = config.dataset
-        if dataset.startswith(SYNTHETIC_PREFIX):
+        if not dataset_spec(dataset).needs_root:  # generated data
             continue
         root = config.data_root
         if root in (None, ""):

@@ -7,6 +7,7 @@ back from ``<storage>/<name>/spectral_sweep.json``.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, Literal
 
 from search_spaces import SearchSpace, space_from_dict
 from trainables.errors import InputError
-from trainables.run_schema import Role
+from trainables.run_schema import Role, Strategy
 
 SearchName = Literal["grid", "optuna"]
 SchedulerName = Literal["fifo", "asha"]
@@ -41,7 +42,7 @@ class SweepSettings:
     gpus_per_trial: float = 0.0  # fractional shares one GPU between trials
     max_concurrent: int | None = None  # None: as many as the resources allow
     max_failures: int = 1  # retries of a failed trial, each from its last checkpoint
-    strategy: str = "exhaustive"  # "exhaustive" trains every trial; "estimate" (see below)
+    strategy: str = Strategy.EXHAUSTIVE  # every trial; Strategy.ESTIMATE: see below
     role: str = Role.TRIAL  # MLflow tag Tag.ROLE (trainables.run_schema.ROLES)
     estimator: str = "paper"  # estimate: "paper" or an estimator.json from `analyze`
     confirm: bool = False  # estimate: also train each group's recommended LRG
@@ -62,8 +63,16 @@ class SweepSettings:
         return Path(self.storage).expanduser().resolve() / self.name
 
     def search_space(self) -> SearchSpace:
-        """The validated space."""
-        return space_from_dict(self.space, source=f"space {self.space.get('name')!r}")
+        """The validated space, built (and its trials expanded) once per distinct space."""
+        return _space_of(json.dumps(self.space, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=8)
+def _space_of(text: str) -> SearchSpace:
+    """A space from its JSON text; cached, so the sweep, its checks and its strategy share one
+    expansion (SearchSpace is immutable)."""
+    data = json.loads(text)
+    return space_from_dict(data, source=f"space {data.get('name')!r}")
 
 
 @dataclass

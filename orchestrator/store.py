@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrator.uris import artifact_location
 from trainables.errors import InputError
-from trainables.run_schema import ROLES, STRATEGIES, Artifact, Role, Tag, to_params
+from trainables.run_schema import ROLES, STRATEGIES, Artifact, Role, Strategy, Tag, to_params
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -122,7 +122,7 @@ def find_config_run(
 
 
 def sweep_tags(
-    sweep: str, space: str, strategy: str = "exhaustive", role: str = Role.TRIAL
+    sweep: str, space: str, strategy: str = Strategy.EXHAUSTIVE, role: str = Role.TRIAL
 ) -> dict[str, str]:
     """The tags every run of a sweep carries."""
     if strategy not in STRATEGIES:

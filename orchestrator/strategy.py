@@ -38,7 +38,7 @@ from orchestrator.settings import SweepOutcome, SweepSettings, save_settings
 from search_spaces import space_of_trials
 from trainables.config import TrialConfig
 from trainables.errors import InputError
-from trainables.run_schema import Artifact, Metric, Role, Tag
+from trainables.run_schema import Artifact, Metric, Role, Strategy, Tag
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -105,7 +105,7 @@ def phase_settings(
         space=space.to_dict(),
         name=settings.name + suffix,
         experiment=settings.mlflow_experiment,
-        strategy="estimate",
+        strategy=Strategy.ESTIMATE,
         role=role,
     )
 
@@ -150,7 +150,9 @@ def record_predictions(
 
     client, experiment_id = _experiment(settings)
     space_name = settings.search_space().name
-    tags = store.sweep_tags(settings.mlflow_experiment, space_name, "estimate", Role.PREDICTION)
+    tags = store.sweep_tags(
+        settings.mlflow_experiment, space_name, Strategy.ESTIMATE, Role.PREDICTION
+    )
     plans: list[GroupPlan] = []
     skipped: list[str] = []
     for group in groups:

@@ -35,8 +35,6 @@ from trainables.run_schema import Metric
 
 log = logging.getLogger(__name__)
 
-SEARCHES: tuple[str, ...] = ("grid", "optuna")
-SCHEDULERS: tuple[str, ...] = ("fifo", "asha")
 
 #: Columns of the terminal progress table: metric -> header.
 PROGRESS_METRICS = {

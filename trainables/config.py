@@ -23,7 +23,7 @@ from trainables.grids import band_of_lrg, native_band, native_grid_size
 from trainables.model_registry import MODEL_NAMES
 
 TruncationMode = Literal["train", "posthoc"]
-#: How a trial's FLOPs are counted (``trainables.flops.FLOPS_CONVENTIONS`` describes each).
+#: How a trial's FLOPs are counted (``trainables.flops_conventions.FLOPS_CONVENTIONS`` describes each).
 FlopsConvention = Literal["compact", "paper"]
 DeviceName = Literal["auto", "cpu", "cuda"]
 
@@ -94,7 +94,7 @@ class TrialConfig:
         _check_range("momentum", self.momentum, 0.0, 1.0)
         _check_range("weight_decay", self.weight_decay, 0.0, None)
         _check_range("boundary_width", self.boundary_width, 0.0, 1.0, low_open=True)
-        native = native_grid_size(self.input_size)
+        native = self.native_lrg
         if self.lrg is not None:
             _check_range("lrg", self.lrg, 3, native)
         for s in self.eval_lrgs:
@@ -138,7 +138,7 @@ class TrialConfig:
     def canonical(self) -> TrialConfig:
         """The same experiment with equivalent settings spelled one way: the native grid as
         ``lrg=None`` and a label band limit at or above the image's band as pixel-wise (None)."""
-        lrg = None if self.lrg == native_grid_size(self.input_size) else self.lrg
+        lrg = None if self.lrg == self.native_lrg else self.lrg
         pixel_wise = not self.uses_blockwise_labels
         annotation = None if pixel_wise else self.annotation_nu_max
         return dataclasses.replace(self, lrg=lrg, annotation_nu_max=annotation)
@@ -193,9 +193,7 @@ class TrialConfig:
     @property
     def uses_blockwise_labels(self) -> bool:
         """Whether training labels are band-limited (below the image's native band)."""
-        return self.annotation_nu_max is not None and self.annotation_nu_max < native_band(
-            self.input_size
-        )
+        return self.annotation_nu_max is not None and self.annotation_nu_max < self.image_band
 
     @property
     def train_lrg(self) -> int | None:
@@ -225,7 +223,8 @@ def _check_range(
         raise InputError(f"{name}={value!r} is out of range; expected {bracket}{low}, {upper}")
 
 
-_NONE_STRINGS = {"none", "null", ""}
+#: Texts that mean None for an optional setting (CLI flags, params, files).
+NONE_STRINGS = frozenset({"none", "null", ""})
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -234,7 +233,7 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
     """Coerce ``value`` (maybe a string) to the field's declared type, or raise InputError."""
     text = str(annotation)
     optional = "None" in text
-    if value is None or (optional and isinstance(value, str) and value.lower() in _NONE_STRINGS):
+    if value is None or (optional and isinstance(value, str) and value.lower() in NONE_STRINGS):
         if optional:
             return None
         raise InputError(f"{name} must not be None")
@@ -285,6 +284,6 @@ def _pretrained_string(value: Any) -> str:
     lowered = str(value).lower()
     if lowered in _TRUE:
         return "true"
-    if lowered in _FALSE | _NONE_STRINGS:
+    if lowered in _FALSE | NONE_STRINGS:
         return "false"
     return str(value)

@@ -13,20 +13,8 @@ not counted. The model is counted in eval mode on one zero image of ``input_size
 A model with zeroed (soft-pruned) filters is counted on its compact form
 (:func:`trainables.compaction.compact`), the network the pruned model really is.
 
-Two conventions (:data:`FLOPS_CONVENTIONS`) say how an architecture of a trial is counted:
-
-- ``compact`` (the default): the network the trial trains, at its output stride (16) and, when
-  pruned, physically compacted. This is what the trained model costs.
-- ``paper``: the paper's Table 2. Its encoder figure (95.6 GFLOPs at 513) is the ResNet-101 count
-  at output stride 32, and its pruned rows follow SFP in He et al.'s ResNet setting, which prunes
-  every conv inside a residual block at the encoder rate, the block's last conv (the one writing
-  the residual stream) included: that conv's zeroed filters are skipped (their channel adds a
-  constant to the stream), so its count and its BN's drop by ``floor(p n) / n``. The stem and
-  the shortcut convs stay whole. One more reading of the table: DAN at its native grid (the 129
-  column) is counted with its decoder unpruned (107 -> 78 -> 55 -> 37 is the encoder saving
-  alone, while every truncated column also loses the decoder's 20 %), so the convention does the
-  same. Training is unchanged (DESIGN.md: the residual stream is never pruned); only the count
-  differs.
+How a trial's architecture is counted (``compact`` or ``paper``) is a FLOPs convention:
+:mod:`trainables.flops_conventions`.
 """
 
 from __future__ import annotations
@@ -36,13 +24,18 @@ import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
 
-from trainables.config import FlopsConvention
 from trainables.errors import InputError
+from trainables.flops_conventions import (
+    check_convention,
+    convention_stride,
+    paper_decoder_rate,
+    paper_skips,
+)
 from trainables.grids import native_grid_size
 
 if TYPE_CHECKING:
@@ -54,26 +47,6 @@ _ELEMENTWISE_HANDLES: dict[str, tuple[float, float]] = {
     "aten::upsample_nearest2d": (0, 1),
     "aten::adaptive_avg_pool2d": (1, 0),
 }
-
-
-#: FLOPs conventions by name (module docstring): how an architecture's cost is counted.
-FLOPS_CONVENTIONS: dict[FlopsConvention, str] = {
-    "compact": "the trained network (output stride 16), pruned filters physically removed",
-    "paper": "the paper's Table 2: output stride 32, SFP counted in He et al.'s ResNet setting",
-}
-assert set(FLOPS_CONVENTIONS) == set(get_args(FlopsConvention))
-#: The output stride each convention counts at (None: the caller's, default 16).
-_CONVENTION_STRIDE: dict[FlopsConvention, int | None] = {"compact": None, "paper": 32}
-
-
-def check_convention(name: Any) -> FlopsConvention:
-    """``name`` if it is a FLOPs convention, else an :class:`InputError` listing them."""
-    for convention in FLOPS_CONVENTIONS:
-        if name == convention:
-            return convention
-    raise InputError(
-        f"unknown FLOPs convention {name!r}; choose from {', '.join(FLOPS_CONVENTIONS)}"
-    )
 
 
 class SplitModel(Protocol):
@@ -250,14 +223,14 @@ def grid_flops(
     equals one trace of the whole network). The network lives for this call only.
     """
     check_input_size(input_size)
-    output_stride = _stride(check_convention(convention), output_stride)
+    output_stride = convention_stride(check_convention(convention), output_stride)
     if prune_rate or decoder_prune_rate:
         _check_rates(prune_rate, decoder_prune_rate)
     by_rate: dict[float, list[int | None]] = {}
     for lrg in dict.fromkeys(lrgs):
         rate = decoder_prune_rate
         if convention == "paper":
-            rate = _paper_decoder_rate(model, lrg, native_grid_size(input_size), rate)
+            rate = paper_decoder_rate(model, lrg, native_grid_size(input_size), rate)
         by_rate.setdefault(rate, []).append(lrg)
     reports: dict[int | None, FlopsReport] = {}
     for rate, group in by_rate.items():
@@ -353,7 +326,7 @@ def _encoder_count(
 ) -> tuple[int, tuple[tuple[int, ...], ...]]:
     """Multiply-adds of the encoder (+ ASPP) under ``convention``, and its feature shapes."""
     image = torch.zeros(1, 3, input_size, input_size)
-    skipped = _paper_skips(net, prune_rate) if convention == "paper" else {}
+    skipped = paper_skips(net, prune_rate) if convention == "paper" else {}
     with torch.no_grad():
         shapes = tuple(tuple(f.shape) for f in net.encode(image))
     return _traced_count(_Encode(net), (image,), skipped), shapes
@@ -392,33 +365,3 @@ def _traced_count(
     total, by_module = _quiet_fvcore(module.eval(), inputs)
     saved = sum(by_module.get(names[id(m)], 0) * f for m, f in skipped.items())
     return total - round(saved)
-
-
-def _stride(convention: FlopsConvention, output_stride: int | None) -> int:
-    """The output stride a convention counts at; a conflicting explicit stride is an error."""
-    fixed = _CONVENTION_STRIDE[convention]
-    if fixed is not None and output_stride not in (None, fixed):
-        raise InputError(
-            f"output stride {output_stride} conflicts with FLOPs convention {convention!r}, "
-            f"which counts at output stride {fixed}"
-        )
-    return fixed or output_stride or 16
-
-
-def _paper_decoder_rate(model: str, lrg: int | None, native: int, rate: float) -> float:
-    """The decoder rate Table 2 counts: DAN at its native grid unpruned, else ``rate``."""
-    return 0.0 if model == "dan" and lrg in (None, native) else rate
-
-
-def _paper_skips(model: nn.Module, prune_rate: float) -> dict[nn.Module, float]:
-    """The paper's convention: each residual block's last conv and BN lose ``floor(p n) / n``."""
-    from trainables.pruning import prune_count
-
-    encoder = getattr(model, "encoder", None)
-    if prune_rate <= 0 or encoder is None or not hasattr(encoder, "block_outputs"):
-        return {}
-    skipped: dict[nn.Module, float] = {}
-    for conv, bn in encoder.block_outputs():
-        fraction = prune_count(prune_rate, conv.out_channels) / conv.out_channels
-        skipped[conv] = skipped[bn] = fraction
-    return skipped

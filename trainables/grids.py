@@ -49,6 +49,12 @@ def native_band(input_size: int) -> int:
     return (int(input_size) - 1) // 2
 
 
+def image_band_of_native_grid(native: int) -> int:
+    """The image band of an input whose stride-4 grid is ``native``: ``2 (native - 1)`` (256 for
+    129), for runs that recorded the grid but not the input size."""
+    return 2 * (int(native) - 1)
+
+
 def paper_bands(input_size: int) -> dict[str, int]:
     """The paper's named band limits scaled to ``input_size``, keyed ``nu_{value}``.
 
@@ -75,6 +81,7 @@ __all__ = [
     "PAPER_INPUT_SIZE",
     "PAPER_LRG_SIZES",
     "band_of_lrg",
+    "image_band_of_native_grid",
     "lrg_of_band",
     "native_band",
     "native_grid_size",

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from trainables.config import TrialConfig
+from trainables.config import NONE_STRINGS, TrialConfig
 
 TAG_PREFIX = "spectral_sweep."
 
@@ -55,8 +55,17 @@ class Role:
 ROLES: tuple[str, ...] = (Role.TRIAL, Role.REFERENCE, Role.CONFIRM, Role.PREDICTION)
 #: Runs that trained nothing (skipped when reading trials).
 UNTRAINED_ROLES: tuple[str, ...] = (Role.ANALYSIS, Role.PREDICTION)
-#: Sweep strategies (tag :attr:`Tag.STRATEGY`).
-STRATEGIES: tuple[str, ...] = ("exhaustive", "estimate")
+
+
+class Strategy:
+    """How a sweep chose what to train (tag :attr:`Tag.STRATEGY`)."""
+
+    EXHAUSTIVE = "exhaustive"  # every trial of the space
+    ESTIMATE = "estimate"  # one reference per group, the rest predicted
+
+
+#: The sweep strategies, in the order the CLI lists them.
+STRATEGIES: tuple[str, ...] = (Strategy.EXHAUSTIVE, Strategy.ESTIMATE)
 
 
 class Artifact:
@@ -136,9 +145,17 @@ def r_ce_point_band(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-#: Params logged beside the TrialConfig fields: derived, for filtering in the UI.
-DERIVED_PARAMS: tuple[str, ...] = ("lrg_effective", "native_lrg")
-_ABSENT = {"none", "null", "nan", ""}
+class Param:
+    """Params logged beside the TrialConfig fields: derived, for filtering in the UI."""
+
+    LRG_EFFECTIVE = "lrg_effective"  # the grid the decoder runs on
+    NATIVE_LRG = "native_lrg"
+
+
+#: Param names that are not TrialConfig fields.
+DERIVED_PARAMS: tuple[str, ...] = (Param.LRG_EFFECTIVE, Param.NATIVE_LRG)
+#: Param texts that mean "absent" (config's None spellings, and pandas' NaN).
+_ABSENT = NONE_STRINGS | {"nan"}
 
 
 def to_params(cfg: TrialConfig) -> dict[str, str]:
@@ -149,8 +166,8 @@ def to_params(cfg: TrialConfig) -> dict[str, str]:
         if value is None or (isinstance(value, tuple | list | dict) and not value):
             continue
         params[name] = _text(value)
-    params["native_lrg"] = str(cfg.native_lrg)
-    params["lrg_effective"] = str(cfg.effective_lrg)
+    params[Param.NATIVE_LRG] = str(cfg.native_lrg)
+    params[Param.LRG_EFFECTIVE] = str(cfg.effective_lrg)
     return params
 
 
@@ -184,7 +201,9 @@ __all__ = [
     "UNTRAINED_ROLES",
     "Artifact",
     "Metric",
+    "Param",
     "Role",
+    "Strategy",
     "Tag",
     "from_params",
     "r_ce_point",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainables.config import TrialConfig
 from trainables.grids import paper_bands
+from trainables.measures import fpi
 from trainables.run_schema import INIT_PROFILE_COLUMN, Metric, r_ce_point
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def summarise(evaluation: Any, flops: dict[str, float], cfg: TrialConfig) -> dic
         Metric.BOUNDARY_IOU: float(evaluation.metrics[Metric.BOUNDARY_IOU]),
         Metric.PIXEL_ACC: float(evaluation.metrics[Metric.PIXEL_ACC]),
         **flops,
-        Metric.FPI: flops[Metric.GFLOPS] / miou if miou > 0 else math.inf,
+        Metric.FPI: fpi(flops[Metric.GFLOPS], miou),
         Metric.LRG: float(cfg.effective_lrg),
         Metric.NU_MAX: float(cfg.nu_max),
         Metric.NATIVE_LRG: float(cfg.native_lrg),

@@ -59,7 +59,8 @@ def reproduce_table2(
 
     ``progress(done, total)`` is called after each cell (counting takes a few seconds each).
     """
-    from trainables.flops import check_convention, grid_flops
+    from trainables.flops import grid_flops
+    from trainables.flops_conventions import check_convention
 
     check_convention(convention)
     cells: list[Table2Cell] = []

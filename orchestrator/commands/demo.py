@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.settings import DEFAULT_STORAGE
+from trainables.run_schema import Strategy
 
 DEMO_SPACE = "demo"
 ESTIMATE_SUFFIX = "-estimate"
@@ -125,7 +126,7 @@ def run_estimate_strategy(
         directory,
         name,
         space,
-        strategy="estimate",
+        strategy=Strategy.ESTIMATE,
         estimator="paper",
         confirm=confirm,
         max_concurrent=max_concurrent,

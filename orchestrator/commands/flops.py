@@ -70,7 +70,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Count and print (a table, or JSON with --json)."""
-    from trainables.flops import architecture_flops, check_convention
+    from trainables.flops import architecture_flops
+    from trainables.flops_conventions import check_convention
     from trainables.models import check_backbone, check_model
 
     check_convention(args.convention)

@@ -131,11 +131,11 @@ def run(args: argparse.Namespace) -> int:
 def print_summary(frame: Any, args: argparse.Namespace, count: int, num_classes: int) -> None:
     """Energy above the paper's band limits (scaled to ``--size``) as a small table."""
     from orchestrator.table import format_table
-    from trainables.spectral import paper_bands
+    from trainables.grids import lrg_of_band, paper_bands
 
     above = frame.set_index("k")["energy_above"]
     rows = [
-        {"nu_max": nu, "grid": 2 * nu + 1, "energy_above": float(above.get(nu, 0.0))}
+        {"nu_max": nu, "grid": lrg_of_band(nu), "energy_above": float(above.get(nu, 0.0))}
         for nu in paper_bands(args.size).values()
     ]
     print(
@@ -151,7 +151,7 @@ def plot_spectrum(frame: Any, size: int, title: str, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from trainables.spectral import paper_bands
+    from trainables.grids import paper_bands
 
     fig = Figure(figsize=(6.4, 4.0))
     FigureCanvasAgg(fig)  # Agg, without touching pyplot's global backend

@@ -17,7 +17,7 @@ from orchestrator.commands import add_max_drop, add_tracking_uri
 from orchestrator.preflight import check_storage, sweep_exists
 from orchestrator.settings import DEFAULT_STORAGE
 from trainables.errors import InputError
-from trainables.run_schema import STRATEGIES, Role, Tag
+from trainables.run_schema import STRATEGIES, Role, Strategy, Tag
 
 if TYPE_CHECKING:
     from orchestrator.settings import SweepSettings
@@ -98,7 +98,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--strategy",
         choices=STRATEGIES,
-        default="exhaustive",
+        default=Strategy.EXHAUSTIVE,
         help="exhaustive: train every trial; estimate: train one reference per group and "
         "predict the rest with --estimator (recorded in MLflow as prediction runs)",
     )
@@ -163,7 +163,7 @@ def check_numbers(args: argparse.Namespace) -> None:
             raise InputError("--multi-objective needs --search optuna")
     if args.num_samples is not None and args.num_samples < 1:
         raise InputError(f"--num-samples {args.num_samples} must be >= 1")
-    if args.strategy != "estimate":
+    if args.strategy != Strategy.ESTIMATE:
         estimate_only = {
             "--confirm": args.confirm,
             "--max-drop": args.max_drop is not None,
@@ -297,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
         print_trials(load_space(args))
         return 0
     settings, resume = settings_from_args(args)
-    if settings.strategy == "estimate":
+    if settings.strategy == Strategy.ESTIMATE:
         from orchestrator.strategy import run_estimate
 
         estimate = run_estimate(settings, resume=resume)

@@ -167,22 +167,12 @@ class SegmentationModel(nn.Module):
         return f"lrg={self._lrg}"
 
 
-def count_parameters(modules: list[nn.Module]) -> int:
-    """Number of parameters of ``modules`` (each parameter once)."""
-    seen: dict[int, int] = {}
-    for module in modules:
-        for p in module.parameters():
-            seen[id(p)] = p.numel()
-    return sum(seen.values())
-
-
 __all__ = [
     "MIN_LRG",
     "ConvBNAct",
     "Features",
     "SegmentationModel",
     "check_lrg",
-    "count_parameters",
     "resize",
     "unit",
     "validate_lrg",
