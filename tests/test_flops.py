@@ -11,7 +11,7 @@ from torch import nn
 from orchestrator.cli import main
 from trainables.config import TrialConfig
 from trainables.errors import InputError
-from trainables.flops import FlopsReport, architecture_flops, count_flops, measure
+from trainables.flops import FlopsReport, architecture_flops, count_flops, grid_flops, measure
 from trainables.models import SegmentationModel, build_model
 from trainables.table2 import PAPER_TABLE2, TABLE2_LRGS, TABLE2_SETUPS, Table2Cell, reproduce_table2
 
@@ -364,3 +364,12 @@ def test_split_count_equals_one_trace_of_the_whole_network(
     net.lrg = lrg
     whole = measure(net, 65)
     assert split == whole
+
+
+def test_grid_counts_fill_the_cache_single_counts_read() -> None:
+    """A grid count builds the network once; single counts of its grids then come from it."""
+    reports = grid_flops("deeplabv3plus", TINY, 65, 5, [None, 9, 5], 0.4, 0.2)
+    for lrg in (None, 9, 5):
+        assert architecture_flops("deeplabv3plus", TINY, 65, 5, lrg, 0.4, 0.2) is reports[lrg]
+    assert reports[9].decoder_gmacs < reports[None].decoder_gmacs
+    assert reports[9].encoder_gmacs == reports[None].encoder_gmacs

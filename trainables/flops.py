@@ -19,7 +19,6 @@ How a trial's architecture is counted (``compact`` or ``paper``) is a FLOPs conv
 
 from __future__ import annotations
 
-import functools
 import logging
 import warnings
 from collections.abc import Sequence
@@ -168,7 +167,6 @@ def _check_rates(prune_rate: float, decoder_prune_rate: float) -> None:
     validate_rate("decoder_prune_rate", decoder_prune_rate)
 
 
-@functools.lru_cache(maxsize=256)
 def architecture_flops(
     model: str,
     backbone: str,
@@ -220,23 +218,33 @@ def grid_flops(
 
     The encoder (+ ASPP) and the decoder are traced apart: the encoder's count does not depend
     on the LRG, so it is traced once and each LRG only re-traces the small decoder (the sum
-    equals one trace of the whole network). The network lives for this call only.
+    equals one trace of the whole network). The network lives for this call only; the reports
+    are cached per key, so only grids not counted before in this process build a network.
     """
     check_input_size(input_size)
     output_stride = convention_stride(check_convention(convention), output_stride)
     if prune_rate or decoder_prune_rate:
         _check_rates(prune_rate, decoder_prune_rate)
-    by_rate: dict[float, list[int | None]] = {}
+    keys: dict[int | None, tuple[Any, ...]] = {}
     for lrg in dict.fromkeys(lrgs):
         rate = decoder_prune_rate
         if convention == "paper":
             rate = paper_decoder_rate(model, lrg, native_grid_size(input_size), rate)
-        by_rate.setdefault(rate, []).append(lrg)
-    reports: dict[int | None, FlopsReport] = {}
-    for rate, group in by_rate.items():
-        net = _counting_net(model, backbone, num_classes, output_stride, prune_rate, rate)
-        reports |= _count_grids(net, input_size, group, prune_rate, convention)
-    return reports
+        net_key = (model, backbone, num_classes, output_stride, prune_rate, rate)
+        keys[lrg] = (*net_key, input_size, convention, lrg)
+    missing: dict[tuple[Any, ...], list[int | None]] = {}
+    for lrg, key in keys.items():
+        if key not in _REPORTS:
+            missing.setdefault(key[:6], []).append(lrg)
+    for net_key, group in missing.items():
+        net = _counting_net(*net_key)
+        for lrg, report in _count_grids(net, input_size, group, prune_rate, convention).items():
+            _REPORTS[keys[lrg]] = report
+    return {lrg: _REPORTS[key] for lrg, key in keys.items()}
+
+
+#: Reports counted in this process, by (network key, input size, convention, lrg).
+_REPORTS: dict[tuple[Any, ...], FlopsReport] = {}
 
 
 def _count_grids(

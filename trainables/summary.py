@@ -9,6 +9,7 @@ back exactly what a trial reports.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from trainables.config import TrialConfig
@@ -30,22 +31,32 @@ def band_metrics(spectrum: Any, input_size: int) -> dict[str, float]:
 def flops_metrics(cfg: TrialConfig, num_classes: int) -> dict[str, float]:
     """FLOPs of the architecture ``cfg`` evaluates (at ``cfg.lrg``) under its FLOPs convention,
     cached per key."""
-    from trainables.flops import architecture_flops
+    return flops_metrics_at(cfg, num_classes, [cfg.lrg])[cfg.lrg]
 
-    report = architecture_flops(
+
+def flops_metrics_at(
+    cfg: TrialConfig, num_classes: int, lrgs: Sequence[int | None]
+) -> dict[int | None, dict[str, float]]:
+    """:func:`flops_metrics` at several grids of ``cfg``'s architecture (one network built)."""
+    from trainables.flops import grid_flops
+
+    reports = grid_flops(
         cfg.model,
         cfg.backbone,
         cfg.input_size,
         num_classes,
-        cfg.lrg,
+        lrgs,
         cfg.prune_rate,
         cfg.decoder_prune_rate,
         convention=cfg.flops_convention,
     )
     return {
-        Metric.GFLOPS: report.gflops,
-        Metric.GMACS: report.gmacs,
-        Metric.PARAMS: float(report.params),
+        lrg: {
+            Metric.GFLOPS: report.gflops,
+            Metric.GMACS: report.gmacs,
+            Metric.PARAMS: float(report.params),
+        }
+        for lrg, report in reports.items()
     }
 
 
@@ -83,4 +94,4 @@ def with_init_profile(frame: pd.DataFrame, init: torch.Tensor | None) -> pd.Data
     return frame
 
 
-__all__ = ["band_metrics", "flops_metrics", "summarise", "with_init_profile"]
+__all__ = ["band_metrics", "flops_metrics", "flops_metrics_at", "summarise", "with_init_profile"]

@@ -36,7 +36,7 @@ from trainables.checkpoint import (
 )
 from trainables.config import TrialConfig
 from trainables.run_schema import INIT_PROFILE_COLUMN, Metric
-from trainables.summary import flops_metrics, summarise, with_init_profile
+from trainables.summary import flops_metrics, flops_metrics_at, summarise, with_init_profile
 from trainables.trial_setup import (
     autocast,
     build_datasets,
@@ -320,6 +320,7 @@ def evaluate_at_lrgs(
     model: nn.Module, loader: Batches, num_classes: int, cfg: TrialConfig, device: torch.device
 ) -> dict[int, dict[str, float]]:
     """Post-hoc truncation: evaluate one trained model at each of ``cfg.eval_lrgs``."""
+    flops_metrics_at(cfg, num_classes, cfg.eval_lrgs)  # count every grid on one network
     return {
         s: evaluate_at(model, loader, num_classes, dataclasses.replace(cfg, lrg=s), device)[1]
         for s in cfg.eval_lrgs
