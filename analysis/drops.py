@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from analysis.estimator import DEFAULT_R_CE_MAX, Estimator, fit_estimator
+from analysis.estimator import DEFAULT_R_CE_MAX, LINEAR, Estimator, fit_estimator
 from analysis.groups import ANNOTATION, Group, image_band_of
 from analysis.plan import curve_at
 from analysis.runs import is_nan, warn
@@ -90,14 +90,21 @@ def _missing_reason(bands: list[float], curve: dict[int, float]) -> str:
 
 
 def fit_drops(
-    drops: pd.DataFrame, r_ce_max: float = DEFAULT_R_CE_MAX, source: str = ""
+    drops: pd.DataFrame,
+    r_ce_max: float = DEFAULT_R_CE_MAX,
+    source: str = "",
+    form: str = LINEAR,
+    quiet: bool = False,
 ) -> Estimator:
-    """Fit the estimator to a drop table's points with R_ce < ``r_ce_max``."""
+    """Fit the estimator to a drop table: the line on its points with R_ce < ``r_ce_max``, or
+    the saturating curve on every point. Clusters (model and data set) give the scale spread.
+    Each reason not to trust the fit is one warning (``Estimator.warnings``) unless ``quiet``."""
     if drops.empty:
         raise InputError("cannot fit the estimator: no group has a reference run")
     # a pixel-wise reference shared by a truncation and an annotation group is one point
     drops = drops.drop_duplicates("run_id")
-    points = drops.loc[drops["r_ce"].notna() & (drops["r_ce"] < r_ce_max)]
+    finite = drops.loc[drops["r_ce"].notna()]
+    points = finite.loc[finite["r_ce"] < r_ce_max] if form == LINEAR else finite
     if points.empty:
         raise InputError(f"cannot fit the estimator: no run has an R_ce below {r_ce_max}")
     if bool(points["is_reference"].all()):  # references only: every drop is 0 by definition
@@ -114,9 +121,20 @@ def fit_drops(
     }
     if source:
         fitted_on["source"] = source
-    return fit_estimator(
-        drops["r_ce"].to_numpy(float), drops["drop"].to_numpy(float), r_ce_max, fitted_on
+    clusters = (drops["model"].astype(str) + "/" + drops["dataset"].astype(str)).tolist()
+    estimator = fit_estimator(
+        drops["r_ce"].to_numpy(float),
+        drops["drop"].to_numpy(float),
+        r_ce_max,
+        fitted_on,
+        clusters=clusters,
+        form=form,
     )
+    if not quiet:
+        beyond = float((finite["r_ce"] >= r_ce_max).mean()) if form == LINEAR else 0.0
+        for line in estimator.warnings(extrapolated=beyond):
+            warn(line)
+    return estimator
 
 
 __all__ = ["drop_table", "fit_drops"]

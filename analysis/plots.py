@@ -234,6 +234,29 @@ def plot_drops(
     return _save(fig, path)
 
 
+def plot_budget_curve(curve: pd.DataFrame, path: str | Path) -> Path | None:
+    """FPI regret against the budget of trainings per group: one thin line per group, the mean
+    and the worst bold (``analysis.backtest.budget_curve``)."""
+    part = curve.loc[curve["regret"].notna()] if curve is not None and not curve.empty else None
+    if part is None or part.empty:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), constrained_layout=True)
+    for _, group in part.groupby("group"):
+        ax.plot(group["budget"], 100 * group["regret"], color="0.75", lw=0.8)
+    stats = part.groupby("budget")["regret"].agg(["mean", "max"])
+    ax.plot(stats.index, 100 * stats["max"], "o-", color="C3", label="worst group")
+    ax.plot(stats.index, 100 * stats["mean"], "s-", color="C0", label="mean over groups")
+    ax.set_xlabel("budget: trainings per group (the reference is 1)", fontsize=10)
+    ax.set_ylabel("FPI regret (%)", fontsize=10)
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_xticks(sorted(part["budget"].unique()))
+    ax.tick_params(labelsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="upper right")
+    return _save(fig, path)
+
+
 def _scatter(ax: Any, part: pd.DataFrame, color: str, marker: str, label: str) -> None:
     """Fitted points filled, the others hollow."""
     if part.empty:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from analysis.estimator import PAPER_ESTIMATOR
 from analysis.mlflow_runs import client_for, experiment_id
 from analysis.plots import (
+    plot_budget_curve,
     plot_drops,
     plot_fpi,
     plot_miou_flops,
@@ -36,6 +37,7 @@ ESTIMATOR_JSON = Artifact.ESTIMATOR_JSON
 OPTIMAL_CSV = Artifact.OPTIMAL_LRG_CSV
 DROPS_CSV = Artifact.DROPS_CSV
 LODO_CSV = Artifact.LODO_CSV
+BUDGET_CSV = Artifact.BUDGET_CURVE_CSV
 REPORT_MD = Artifact.REPORT_MD
 REPORT_HTML = Artifact.REPORT_HTML
 FIGURES = Artifact.FIGURES_DIR
@@ -114,6 +116,11 @@ def report_blocks(analysis: Analysis, source: str, figures: Sequence[Path]) -> l
         ),
         "miou_flops.png": "mIoU against GFLOPs (pixel-wise runs; labels are LRG sizes).",
         "fpi.png": "FPI against LRG size; the filled circle marks each group's optimum.",
+        "budget_curve.png": (
+            "The adaptive strategy replayed on this sweep with a budget of 1, 2, ... trainings per "
+            f"group ({analysis.budget_source}): FPI regret of its pick against the group's "
+            "measured optimum; grey lines are single groups. Budget 1 is the reference alone."
+        ),
         "drops.png": (
             "Relative mIoU drop against R_ce of the reference run; hollow points lie outside "
             f"the fitted range (R_ce >= {analysis.r_ce_max:g})."
@@ -122,6 +129,11 @@ def report_blocks(analysis: Analysis, source: str, figures: Sequence[Path]) -> l
     blocks.append(Block("h2", "Figures"))
     for path in figures:
         blocks.append(Block("figure", captions.get(path.name, path.stem), path=path))
+    if analysis.budget is not None and not analysis.budget.empty:
+        from analysis.backtest import budget_summary
+
+        blocks.append(Block("h2", "Backtest: regret against trainings (adaptive strategy)"))
+        blocks.append(Block("table", table=budget_summary(analysis.budget)))
     blocks.append(Block("h2", "Leave-one-dataset-out validation"))
     if analysis.lodo.empty:
         blocks.append(Block("p", "Needs runs of at least two data sets with references."))
@@ -256,6 +268,10 @@ def write_outputs(analysis: Analysis, directory: str | Path, source: str) -> Out
             analysis.drops, analysis.estimator, analysis.r_ce_max, figures_dir / "drops.png"
         ),
     ]
+    if analysis.budget is not None:
+        drawn.append(plot_budget_curve(analysis.budget, figures_dir / "budget_curve.png"))
+        analysis.budget.to_csv(directory / BUDGET_CSV, index=False)
+        outputs.files.append(directory / BUDGET_CSV)
     outputs.figures = [p for p in drawn if p is not None]
     blocks = report_blocks(analysis, source, outputs.figures)
     (directory / REPORT_MD).write_text(render_markdown(blocks, directory), "utf-8")

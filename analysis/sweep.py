@@ -36,6 +36,10 @@ class Analysis:
     lodo: pd.DataFrame  # leave-one-dataset-out validation
     r_ce_max: float
     notes: list[str] = field(default_factory=list)  # warnings raised while analysing
+    # the adaptive strategy replayed on this sweep at budgets 1..n (analysis.backtest), per
+    # group; empty when no group is complete
+    budget: pd.DataFrame | None = None
+    budget_source: str = ""  # which estimator the replay used
 
 
 def analyze(
@@ -64,10 +68,32 @@ def analyze(
             warn(f"no estimator fitted: {err}")
             estimator = None
         lodo = leave_one_dataset_out(groups, drops, r_ce_max)
+        budget, budget_source = _budget(groups, drops, r_ce_max)
     notes = [str(w.message) for w in caught if issubclass(w.category, AnalysisWarning)]
     for w in caught:
         warnings.warn(w.message, w.category, stacklevel=2)
-    return Analysis(rows, groups, drops, optimal, estimator, lodo, r_ce_max, notes)
+    return Analysis(
+        rows, groups, drops, optimal, estimator, lodo, r_ce_max, notes, budget, budget_source
+    )
+
+
+def _budget(
+    groups: list[Group], drops: pd.DataFrame, r_ce_max: float
+) -> tuple[pd.DataFrame | None, str]:
+    """The adaptive strategy's budget curve on this sweep: leaving each data set out when there
+    are two or more, else with the paper's estimator (a sweep's own fit would be hindsight)."""
+    from analysis.backtest import Sweep, budget_curve
+    from analysis.estimator import PAPER_ESTIMATOR
+
+    try:
+        sweep = Sweep.from_groups(groups, drops)
+        lodo = len({c.dataset for c in sweep.cases}) > 1
+        curve = budget_curve(sweep, PAPER_ESTIMATOR, lodo=lodo, r_ce_max=r_ce_max)
+    except InputError as err:
+        warn(f"no budget curve: {err}")
+        return None, ""
+    source = "leave-one-data-set-out fits" if lodo else "the paper's estimator"
+    return curve, source
 
 
 __all__ = ["Analysis", "analyze"]

@@ -50,7 +50,7 @@ def leave_one_dataset_out(
     for held in datasets:
         train = drops.loc[(drops["dataset"] != held) & drops["in_fit"]]
         try:
-            estimator = fit_drops(train, r_ce_max)
+            estimator = fit_drops(train, r_ce_max, quiet=True)
         except InputError as err:
             warn(f"leave-one-dataset-out: {held} skipped ({err})")
             continue

@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "spg",
     "analyze",
     "plan",
+    "backtest",
 )
 
 

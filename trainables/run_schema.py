@@ -81,6 +81,12 @@ class Artifact:
     OPTIMAL_LRG_CSV = "optimal_lrg.csv"
     DROPS_CSV = "drops.csv"
     LODO_CSV = "lodo.csv"
+    BUDGET_CURVE_CSV = "budget_curve.csv"
+    # what ``backtest --out`` writes
+    BACKTEST_JSON = "backtest.json"
+    BACKTEST_GROUPS_CSV = "backtest_groups.csv"
+    BACKTEST_CHOICES_CSV = "backtest_choices.csv"
+    ADAPTIVE_PLAN_JSON = "adaptive_plan.json"  # live adaptive: choices and pick, per reference
     REPORT_MD = "report.md"
     REPORT_HTML = "report.html"
     FIGURES_DIR = "figures"

@@ -4,6 +4,9 @@ Reads the reference run (params, final mIoU, the R_ce curve of its spectrum.csv)
 FLOPs of each candidate LRG (counting only, no training), predicts each candidate's mIoU drop
 with an estimator (a file from ``analyze`` or the paper's) and recommends the LRG with the least
 predicted FPI within ``--max-drop``.
+
+``--labels-only --dataset NAME``: no run at all; the drop is predicted from the labels' spectrum
+(the R_ce curve of an ideal predictor built from the labels, ``analysis.labels_only``).
 """
 
 from __future__ import annotations
@@ -43,11 +46,15 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--estimator",
-        required=True,
+        default=None,
         metavar="FILE|paper",
-        help="estimator.json written by `spectral-sweep analyze`, or 'paper' for the paper's",
+        help=(
+            "estimator.json written by `spectral-sweep analyze`, or 'paper' for the paper's "
+            "(required, except with --labels-only: default paper)"
+        ),
     )
-    which = p.add_mutually_exclusive_group(required=True)
+    # one of them is required without --labels-only (checked in run)
+    which = p.add_mutually_exclusive_group()
     which.add_argument("--run-id", help="MLflow run id of the reference run (native grid)")
     which.add_argument("--experiment", help="plan for every reference run of this experiment")
     add_tracking_uri(p)
@@ -61,12 +68,98 @@ def register(sub: Any) -> None:
     )
     add_max_drop(p)
     p.add_argument("--json", action="store_true", help="print the plan(s) as JSON")
+    _add_labels_only(p)
     p.set_defaults(func=run)
+
+
+def _add_labels_only(p: Any) -> None:
+    """The ``--labels-only`` flag and the data-set / architecture flags it reads."""
+    g = p.add_argument_group(
+        "label-only prediction (no run, no MLflow)",
+        "Predict the drop of each LRG from the labels' spectrum alone: the R_ce curve of an "
+        "ideal predictor T * onehot(labels), through the estimator (default paper).",
+    )
+    g.add_argument(
+        "--labels-only",
+        action="store_true",
+        help="predict from the labels of --dataset instead of a reference run",
+    )
+    g.add_argument("--dataset", default=None, help="a registered data set, e.g. voc")
+    g.add_argument("--data-root", default=None, help="data set root (not for synthetic sets)")
+    g.add_argument("--split", default="val", help="split to read (default val, as evaluated)")
+    g.add_argument("--limit", type=int, default=None, help="read at most N labels")
+    g.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="data-set option, e.g. --option length=16 (repeatable)",
+    )
+    g.add_argument("--input-size", type=int, default=None, help="eval crop size S (default 513)")
+    g.add_argument(
+        "--num-classes", type=int, default=None, help="class count (default: data set's)"
+    )
+    g.add_argument("--seed", type=int, default=None, help="data seed (synthetic sets; default 0)")
+    g.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        metavar="T",
+        help="ideal predictor's temperature (default: the T whose CE is 0.1)",
+    )
+    g.add_argument(
+        "--regressor",
+        default=None,
+        choices=["r_ce_label", "energy_above"],
+        help="curve the estimator reads: the ideal predictor's R_ce (default) or label energy above",
+    )
+    g.add_argument(
+        "--model", default=None, help="count each LRG's FLOPs for this model (e.g. deeplabv3plus)"
+    )
+    g.add_argument("--backbone", default=None, help="backbone of --model (default resnet101)")
+    g.add_argument(
+        "--reference-miou",
+        type=float,
+        default=None,
+        metavar="M",
+        help="expected mIoU at the native grid (a fraction): adds predicted mIoU and FPI",
+    )
+
+
+#: Flags that only --labels-only reads, by attribute, with their flag names.
+_LABELS_ONLY_FLAGS = {
+    "dataset": "--dataset",
+    "data_root": "--data-root",
+    "limit": "--limit",
+    "option": "--option",
+    "input_size": "--input-size",
+    "num_classes": "--num-classes",
+    "seed": "--seed",
+    "temperature": "--temperature",
+    "regressor": "--regressor",
+    "model": "--model",
+    "backbone": "--backbone",
+    "reference_miou": "--reference-miou",
+}
 
 
 def run(args: argparse.Namespace) -> int:
     """Read the reference run(s), plan, print the table(s) or JSON."""
     import warnings
+
+    from trainables.errors import InputError
+
+    if args.labels_only:
+        return run_labels_only(args)
+    given = [f for name, f in _LABELS_ONLY_FLAGS.items() if getattr(args, name) not in (None, [])]
+    if args.split != "val":
+        given.append("--split")
+    if given:
+        raise InputError(f"{given[0]} needs --labels-only")
+    if args.estimator is None:
+        raise InputError("the following arguments are required: --estimator")
+    if not (args.run_id or args.experiment):
+        raise InputError("one of the arguments --run-id --experiment is required")
 
     from analysis.estimator import load_estimator
     from analysis.plan import plan_reference
@@ -120,3 +213,132 @@ def _print_plan(plan: Any) -> None:
         )
     if bool(plan.table["extrapolated"].any()):
         print("extrapolated: R_ce beyond the estimator's fitted range (a rough prediction)")
+
+
+# --------------------------------------------------------------------- --labels-only
+
+#: Label-only table columns printed, with their headers (FLOPs/FPI columns when counted).
+_LABEL_COLUMNS = {
+    "lrg": "lrg",
+    "nu_max": "nu_max",
+    "r_ce_label": "r_ce_label",
+    "energy_above": "energy_above",
+    "predicted_drop": "pred_drop",
+    "gflops": "gflops",
+    "relative_fpi": "rel_fpi",
+    "predicted_miou": "pred_miou",
+    "predicted_fpi": "pred_fpi",
+    "feasible": "feasible",
+    "extrapolated": "extrapolated",
+}
+
+
+def run_labels_only(args: argparse.Namespace) -> int:
+    """``plan --labels-only``: read the labels, count FLOPs if asked, predict, print."""
+    from analysis.estimator import load_estimator
+    from analysis.labels_only import candidate_lrgs, label_curves, labels_only_plan
+    from orchestrator.commands.spectrum import parse_options
+    from trainables.errors import InputError
+    from trainables.grids import native_grid_size
+
+    for flag in ("--run-id", "--experiment", "--tracking-uri"):
+        if getattr(args, flag[2:].replace("-", "_")) is not None:
+            raise InputError(f"--labels-only predicts without a run: drop {flag}")
+    if args.dataset is None:
+        from trainables.data import list_datasets
+
+        names = ", ".join(list_datasets())
+        raise InputError(f"--labels-only needs --dataset NAME; choose from: {names}")
+    check_max_drop(args.max_drop)
+    for flag, value in (
+        ("--limit", args.limit),
+        ("--input-size", args.input_size),
+        ("--num-classes", args.num_classes),
+    ):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} {value} must be >= 1")
+    if args.reference_miou is not None and not 0.0 < args.reference_miou <= 1.0:
+        raise InputError(f"--reference-miou {args.reference_miou} is not a fraction in (0, 1]")
+    if args.temperature is not None:
+        from trainables.spectral.ideal import check_temperature
+
+        check_temperature(args.temperature)
+    if args.backbone is not None and args.model is None:
+        raise InputError("--backbone needs --model (the architecture whose FLOPs are counted)")
+    if args.model is not None:
+        from trainables.models import check_backbone, check_model
+
+        args.backbone = args.backbone or "resnet101"
+        check_model(args.model)
+        check_backbone(args.backbone)
+    estimator = load_estimator(args.estimator or "paper")
+    input_size = args.input_size or 513
+    native = native_grid_size(input_size)
+    candidates = candidate_lrgs(args.lrgs, input_size, native)  # checked before any reading
+    curves = label_curves(
+        args.dataset,
+        data_root=args.data_root,
+        split=args.split,
+        input_size=input_size,
+        num_classes=args.num_classes,
+        options=parse_options(args.option),
+        limit=args.limit,
+        temperature=args.temperature,
+        seed=args.seed or 0,
+    )
+    gflops = None
+    if args.model is not None:
+        from trainables.flops import grid_flops
+
+        grids = sorted({*candidates, native})
+        reports = grid_flops(args.model, args.backbone, input_size, curves.num_classes, grids)
+        gflops = {int(s): r.gflops for s, r in reports.items() if s is not None}
+    plan = labels_only_plan(
+        curves,
+        estimator,
+        candidates,
+        native_lrg=native,
+        gflops=gflops,
+        max_drop=args.max_drop,
+        reference_miou=args.reference_miou,
+        regressor=args.regressor or "r_ce_label",
+    )
+    if args.json:
+        payload = plan.to_dict()
+        payload.update(model=args.model, backbone=args.backbone)
+        print(json.dumps(payload, indent=2))
+        return 0
+    _print_labels_only(plan, args)
+    return 0
+
+
+def _print_labels_only(plan: Any, args: argparse.Namespace) -> None:
+    from orchestrator.table import format_table
+
+    ctx = plan.context
+    print(
+        f"labels only: {ctx['dataset']} ({ctx['split']}, {ctx['n_images']} labels at "
+        f"{ctx['input_size']}x{ctx['input_size']}, {ctx['num_classes']} classes); ideal "
+        f"predictor T = {ctx['temperature']:.4g} (CE {ctx['ideal_ce']:.4g})"
+    )
+    print(f"estimator: {plan.estimator.describe()}, reading {plan.regressor}")
+    arch = f", FLOPs of {args.model} ({args.backbone})" if args.model else ""
+    print(f"native grid {plan.native_lrg} (drop 0 by definition){arch}")
+    columns = [c for c in _LABEL_COLUMNS if not bool(plan.table[c].isna().all())]
+    print(format_table(plan.table.to_dict("records"), columns, _LABEL_COLUMNS))
+    if plan.recommended is None:
+        print(f"no recommendation ({plan.rule})")
+    else:
+        row = plan.table.loc[plan.table["lrg"] == plan.recommended].iloc[0]
+        extra = ""
+        if args.model:
+            extra = f", {row['gflops']:.4g} GFLOPs, relative FPI {row['relative_fpi']:.4g}"
+        print(
+            f"recommended LRG: {plan.recommended} ({plan.rule}; predicted drop "
+            f"{row['predicted_drop']:.2%}{extra})"
+        )
+    if bool(plan.table["extrapolated"].any()):
+        print(
+            f"extrapolated: {plan.regressor} >= {plan.estimator.r_ce_max:g}, beyond the estimator's "
+            "fitted range (a rough prediction)"
+        )
