@@ -46,6 +46,8 @@ FALLBACK_SCALE_SPREAD = 0.3
 #: Predictions below this are floored: relative deviations of a zero prediction mean nothing.
 MIN_PREDICTION = 1e-3
 MIN_NOISE = 0.002
+#: ... and capped: a drop of 1 is an mIoU of 0, the most any configuration can lose.
+MAX_PREDICTION = 1.0
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class DropModel:
 
     def base(self, r_ce: float) -> float:
         """The estimator's prediction, floored at :data:`MIN_PREDICTION`."""
-        return max(self.estimator.predict_drop(max(r_ce, 0.0)), MIN_PREDICTION)
+        return min(max(self.estimator.predict_drop(max(r_ce, 0.0)), MIN_PREDICTION), MAX_PREDICTION)
 
     def scale(self, others: Sequence[Sequence[Observation]], between: float | None = None) -> Scale:
         """The scale factor of a group from the trained configurations of the *other* groups of

@@ -169,6 +169,14 @@ class Planner:
         choice.measured_miou = float(miou)
         choice.measured_drop = (problem.reference_miou - miou) / problem.reference_miou
 
+    def abandon(self, choice: Choice) -> None:
+        """A training that failed: forget it; its group asks for nothing more."""
+        self.choices.remove(choice)
+        self.stop(choice.group)
+
+    def stop(self, label: str) -> None:
+        """Ask for nothing more in this group (base planners ask for nothing anyway)."""
+
     def trained(self, label: str) -> list[tuple[Candidate, float]]:
         """A group's measured configurations with their mIoU, the reference first."""
         problem = self.problems[label]
@@ -232,6 +240,9 @@ class AdaptivePlanner(Planner):
         self.model = DropModel(estimator, self.options.length)
         self.done: set[str] = set()
 
+    def stop(self, label: str) -> None:
+        self.done.add(label)
+
     def next_batch(self) -> list[Choice]:
         if any(not math.isfinite(c.measured_miou) for c in self.choices):
             raise InputError("record every training of the last phase before asking for more")
@@ -249,22 +260,51 @@ class AdaptivePlanner(Planner):
         return batch
 
     def beliefs(self, problem: GroupProblem) -> dict[str, Belief]:
-        """The drop model's belief about each untrained candidate of ``problem``."""
+        """The drop model's belief about each untrained candidate of ``problem``, widened by
+        its cluster's :meth:`inflation`."""
         trained = {c.key for c, _ in self.trained(problem.label)}
         untrained = [c for c in problem.candidates if c.key not in trained]
+        widen = self.inflation(problem.cluster)
+        beliefs = self._predict(problem, [c.r_ce for c in untrained])
+        return {
+            c.key: Belief(b.mean, b.sd * widen) for c, b in zip(untrained, beliefs, strict=True)
+        }
+
+    def _predict(
+        self, problem: GroupProblem, r_ce: Sequence[float], without: str | None = None
+    ) -> list[Belief]:
+        """The model's belief at ``r_ce`` from the cluster's measurements (all but the
+        configuration ``without``)."""
         others = [
-            self._observations(other)
+            self._observations(other, without)[1:]  # references (drop 0) say nothing of scale
             for other in self.problems.values()
             if other.cluster == problem.cluster and other.label != problem.label
         ]
-        scale = self.model.scale([o[1:] for o in others])  # references (drop 0) say no scale
-        own = self._observations(problem)
-        beliefs = self.model.predict(scale, own, [c.r_ce for c in untrained])
-        return {c.key: b for c, b in zip(untrained, beliefs, strict=True)}
+        scale = self.model.scale(others)
+        return self.model.predict(scale, self._observations(problem, without), r_ce)
 
-    def _observations(self, problem: GroupProblem) -> list[Observation]:
+    def inflation(self, cluster: str) -> float:
+        """How much wider the cluster's beliefs must be: the RMS of the leave-one-out
+        standardised errors ``(measured - predicted) / sd`` of its trained candidates (each
+        predicted from every other measurement) when above 1, else 1. A cluster the model
+        explains keeps its intervals; one it does not (an estimator far off) widens them."""
+        z = []
+        for choice in self.choices:
+            problem = self.problems[choice.group]
+            if problem.cluster != cluster or not math.isfinite(choice.measured_drop):
+                continue
+            key = choice.candidate.key
+            (belief,) = self._predict(problem, [choice.candidate.r_ce], without=key)
+            z.append((choice.measured_drop - belief.mean) / max(belief.sd, 1e-9))
+        return max(1.0, math.sqrt(sum(v * v for v in z) / len(z))) if z else 1.0
+
+    def _observations(self, problem: GroupProblem, without: str | None = None) -> list[Observation]:
         ref = problem.reference_miou
-        return [Observation(c.r_ce, (ref - m) / ref) for c, m in self.trained(problem.label)]
+        return [
+            Observation(c.r_ce, (ref - m) / ref)
+            for c, m in self.trained(problem.label)
+            if c.key != without
+        ]
 
     def _choose(self, problem: GroupProblem) -> Choice | None:
         trained = self.trained(problem.label)
@@ -326,11 +366,30 @@ class AdaptivePlanner(Planner):
         likely = sorted((c for c in out if c.probability >= 0.5), key=lambda c: _band(c.candidate))
         return likely or sorted(out, key=lambda c: -c.probability)
 
+    def _monotone_range(self, problem: GroupProblem, r_ce: float) -> tuple[float, float]:
+        """Where the drop at ``r_ce`` can lie if the drop grows with R_ce (the paper: "positive
+        while non-linear"): at least the largest measured drop at a smaller R_ce, at most the
+        smallest at a larger one, each loosened by two noise deviations."""
+        margin = 2.0 * self.model.noise
+        lower, upper = -math.inf, math.inf
+        for obs in self._observations(problem):
+            if obs.r_ce < r_ce:
+                lower = max(lower, obs.drop - margin)
+            elif obs.r_ce > r_ce:
+                upper = min(upper, obs.drop + margin)
+        return lower, max(upper, lower)
+
     def _choice(
         self, problem: GroupProblem, candidate: Candidate, belief: Belief, bound: float, best: float
     ) -> Choice:
         sd = max(belief.sd, 1e-9)
-        probability = _NORMAL.cdf((bound - belief.mean) / sd)
+        # P(drop < bound) under the belief truncated to the monotone range
+        lower, upper = self._monotone_range(problem, candidate.r_ce)
+        mass = _NORMAL.cdf((upper - belief.mean) / sd) - _NORMAL.cdf((lower - belief.mean) / sd)
+        inside = _NORMAL.cdf((min(bound, upper) - belief.mean) / sd) - _NORMAL.cdf(
+            (lower - belief.mean) / sd
+        )
+        probability = max(inside, 0.0) / mass if mass > 1e-12 else float(bound >= lower)
         z = _NORMAL.inv_cdf(0.5 + INTERVAL_LEVEL / 2)
         return Choice(
             group=problem.label,

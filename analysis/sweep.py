@@ -96,4 +96,30 @@ def _budget(
     return curve, source
 
 
-__all__ = ["Analysis", "analyze"]
+def fit_experiments(
+    tracking_uri: str, experiments: list[str], r_ce_max: float = DEFAULT_R_CE_MAX
+) -> Estimator:
+    """The estimator fitted on every finished trained run of ``experiments`` (each must exist
+    and hold some): every sweep teaches the next (``--estimator-from E1,E2``)."""
+    import pandas as pd
+
+    from analysis.mlflow_trials import load_runs_mlflow
+
+    if not experiments:
+        raise InputError("--estimator-from names no experiment")
+    frames = []
+    for name in experiments:
+        runs = load_runs_mlflow(tracking_uri, name)
+        runs["run_id"] = name + ":" + runs["run_id"].astype(str)
+        frames.append(runs)
+    source = f"MLflow experiment(s) {', '.join(experiments)} at {tracking_uri}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AnalysisWarning)
+        result = analyze(pd.concat(frames, ignore_index=True), r_ce_max, source=source)
+    if result.estimator is None:
+        why = next((n for n in result.notes if n.startswith("no estimator")), "no fit")
+        raise InputError(f"--estimator-from {','.join(experiments)}: {why}")
+    return result.estimator
+
+
+__all__ = ["Analysis", "analyze", "fit_experiments"]

@@ -44,9 +44,13 @@ class SweepSettings:
     max_failures: int = 1  # retries of a failed trial, each from its last checkpoint
     strategy: str = Strategy.EXHAUSTIVE  # every trial; Strategy.ESTIMATE: see below
     role: str = Role.TRIAL  # MLflow tag Tag.ROLE (trainables.run_schema.ROLES)
-    estimator: str = "paper"  # estimate: "paper" or an estimator.json from `analyze`
+    estimator: str = "paper"  # estimate/adaptive: "paper" or an estimator.json from `analyze`
+    estimator_from: list[str] = field(default_factory=list)  # fit on these experiments instead
     confirm: bool = False  # estimate: also train each group's recommended LRG
-    max_drop: float | None = None  # estimate: largest acceptable predicted relative mIoU drop
+    max_drop: float | None = None  # estimate/adaptive: largest acceptable relative mIoU drop
+    tolerance: float = 0.01  # adaptive: improvements smaller than this share are not worth it
+    budget: int | None = None  # adaptive: trainings per group, the reference included
+    stop_probability: float = 0.1  # adaptive: stop when no candidate is this likely to improve
     experiment: str = ""  # MLflow experiment when it differs from the name (a strategy's phase)
     seed: int = 0  # Optuna sampler seed
     verbose: int = 1  # Tune verbosity; 0 hides the progress table

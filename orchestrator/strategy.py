@@ -72,16 +72,39 @@ class EstimateOutcome:
         return any(p is not None and p.unfinished for p in phases)
 
 
+#: The estimator a strategy sweep plans with, saved beside Tune's state so a resumed sweep
+#: plans with the same one (an --estimator-from fit could change as experiments grow).
+ESTIMATOR_FILE = "estimator.json"
+
+
+def resolve_estimator(settings: SweepSettings) -> Estimator:
+    """The sweep's saved estimator, else a fit on ``--estimator-from``, else ``--estimator``."""
+    saved = settings.experiment_path / ESTIMATOR_FILE
+    if saved.exists():
+        return Estimator.from_json(saved)
+    if settings.estimator_from:
+        from analysis.sweep import fit_experiments
+
+        return fit_experiments(settings.tracking_uri, list(settings.estimator_from))
+    return load_estimator(settings.estimator)
+
+
+def save_estimator(settings: SweepSettings, estimator: Estimator) -> None:
+    """Keep the estimator the sweep started with (``resolve_estimator`` reads it back)."""
+    settings.experiment_path.mkdir(parents=True, exist_ok=True)
+    estimator.to_json(settings.experiment_path / ESTIMATOR_FILE)
+
+
 def check_estimate(settings: SweepSettings) -> tuple[Estimator, list[EstimateGroup]]:
     """The estimator and the groups to estimate, or an InputError (before Ray starts)."""
     if settings.search != "grid" or settings.scheduler != "fifo":
         raise InputError(
-            "--strategy estimate trains fixed reference trials; --search optuna and "
+            f"--strategy {settings.strategy} trains fixed trials per phase; --search optuna and "
             "--scheduler asha do not apply"
         )
     if settings.max_drop is not None and not 0.0 <= settings.max_drop < 1.0:
         raise InputError(f"--max-drop {settings.max_drop} is not a fraction in [0, 1)")
-    estimator = load_estimator(settings.estimator)
+    estimator = resolve_estimator(settings)
     space = settings.search_space()
     groups = estimate_groups(space.trials())
     if not groups:
@@ -105,7 +128,7 @@ def phase_settings(
         space=space.to_dict(),
         name=settings.name + suffix,
         experiment=settings.mlflow_experiment,
-        strategy=Strategy.ESTIMATE,
+        strategy=settings.strategy,
         role=role,
     )
 
@@ -117,6 +140,7 @@ def run_estimate(settings: SweepSettings, *, resume: bool = False) -> EstimateOu
     estimator, groups = check_estimate(settings)
     if not resume:
         save_settings(settings)
+        save_estimator(settings, estimator)
     references = phase_settings(settings, reference_trials(groups), "", Role.REFERENCE)
     outcome = EstimateOutcome(
         references=run_sweep(

@@ -39,6 +39,7 @@ class Tag:
     ERROR_TRACE = TAG_PREFIX + "error_trace"
     CONFIG_KEY = TAG_PREFIX + "config_key"  # TrialConfig.key: same experiment, same key
     REFERENCE_RUN = TAG_PREFIX + "reference_run_id"  # predictions and confirmations
+    REASON = TAG_PREFIX + "reason"  # adaptive: why the strategy trained this configuration
 
 
 class Role:
@@ -48,11 +49,18 @@ class Role:
     REFERENCE = "reference"
     CONFIRM = "confirm"
     PREDICTION = "prediction"
+    CANDIDATE = "candidate"  # trained by the adaptive strategy after its group's reference
     ANALYSIS = "analysis"
 
 
 #: Roles of runs a sweep writes; ``analysis`` runs are written by ``analyze``.
-ROLES: tuple[str, ...] = (Role.TRIAL, Role.REFERENCE, Role.CONFIRM, Role.PREDICTION)
+ROLES: tuple[str, ...] = (
+    Role.TRIAL,
+    Role.REFERENCE,
+    Role.CONFIRM,
+    Role.PREDICTION,
+    Role.CANDIDATE,
+)
 #: Runs that trained nothing (skipped when reading trials).
 UNTRAINED_ROLES: tuple[str, ...] = (Role.ANALYSIS, Role.PREDICTION)
 
@@ -61,11 +69,18 @@ class Strategy:
     """How a sweep chose what to train (tag :attr:`Tag.STRATEGY`)."""
 
     EXHAUSTIVE = "exhaustive"  # every trial of the space
-    ESTIMATE = "estimate"  # one reference per group, the rest predicted
+    ESTIMATE = "estimate"  # one reference per group, the rest predicted (the paper's method)
+    PAPER = "paper"  # the same as ESTIMATE, by its name in analysis.strategies
+    ADAPTIVE = "adaptive"  # references, then what is likely to beat the best measured FPI
 
 
 #: The sweep strategies, in the order the CLI lists them.
-STRATEGIES: tuple[str, ...] = (Strategy.EXHAUSTIVE, Strategy.ESTIMATE)
+STRATEGIES: tuple[str, ...] = (
+    Strategy.EXHAUSTIVE,
+    Strategy.ESTIMATE,
+    Strategy.PAPER,
+    Strategy.ADAPTIVE,
+)
 
 
 class Artifact:
@@ -124,6 +139,13 @@ class Metric:
     FEASIBLE = "feasible"
     RECOMMENDED = "recommended"
     RECOMMENDED_LRG = "recommended_lrg"
+    # a candidate run of the adaptive strategy: its prediction when it was chosen
+    PREDICTED_DROP_SD = "predicted_drop_sd"
+    PREDICTED_FPI_LOW = "predicted_fpi_low"
+    PREDICTED_FPI_HIGH = "predicted_fpi_high"
+    PROBABILITY_BETTER = "probability_better"
+    BEST_FPI_BEFORE = "best_fpi_before"
+    PHASE = "phase"
     # the analysis run
     ESTIMATOR_SLOPE = "estimator_slope"
     ESTIMATOR_INTERCEPT = "estimator_intercept"

@@ -28,6 +28,27 @@ def add_max_drop(parser: Any, prefix: str = "") -> None:
     )
 
 
+def add_estimator_from(parser: Any) -> None:
+    """``--estimator-from E1,E2``: fit the estimator on experiments of the tracking store."""
+    parser.add_argument(
+        "--estimator-from",
+        default=None,
+        metavar="E1,E2",
+        help="fit the estimator on every finished run of these MLflow experiments (every "
+        "sweep teaches the next) instead of --estimator",
+    )
+
+
+def parse_experiments(value: str | None) -> list[str]:
+    """``"a,b"`` -> ``["a", "b"]``; an empty name is an InputError."""
+    if value is None:
+        return []
+    names = [v.strip() for v in value.split(",")]
+    if not all(names):
+        raise InputError(f"--estimator-from {value!r}: expected experiment names E1,E2")
+    return names
+
+
 def check_max_drop(value: float | None) -> None:
     """A given ``--max-drop`` is a fraction in [0, 1)."""
     if value is not None and not 0.0 <= value < 1.0:

@@ -77,7 +77,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def add_strategy_flags(p: Any) -> None:
+def add_strategy_flags(p: Any, max_drop: bool = True) -> None:
     """The strategy knobs ``backtest`` and ``sweep`` share (``StrategyOptions``)."""
     p.add_argument(
         "--budget",
@@ -101,7 +101,8 @@ def add_strategy_flags(p: Any) -> None:
         metavar="P",
         help="adaptive: 'likely' means a probability of at least P (default 0.1)",
     )
-    add_max_drop(p)
+    if max_drop:
+        add_max_drop(p)
 
 
 def strategy_options(args: argparse.Namespace) -> Any:

@@ -175,29 +175,39 @@ def analyze_sweep(directory: Path, experiment: str) -> DemoAnalysis:
 
 
 def print_verdict(exhaustive: Any, estimate: Any, result: DemoAnalysis) -> None:
-    """Trainings, picks against the optimum, the fitted estimator, the report's path."""
+    """Trainings and picks of each strategy against the exhaustive optimum, the fitted
+    estimator, the report's path. ``paper`` is the live estimate strategy; ``adaptive`` is
+    replayed on the exhaustive sweep (``analysis.backtest``: trials are deterministic, so a live
+    run would train the same configurations and measure the same mIoU)."""
+    from analysis.backtest import Sweep, backtest
     from analysis.estimator import PAPER_ESTIMATOR
     from analysis.strategy import verdict
+    from orchestrator.commands.backtest import describe
     from orchestrator.table import format_table
 
     table = verdict(estimate.plans, result.analysis.rows)
+    sweep = Sweep.from_groups(result.analysis.groups, result.analysis.drops)
+    adaptive = backtest(sweep, "adaptive", PAPER_ESTIMATOR)
+    table = _with_adaptive(table, adaptive)
     table.to_csv(result.directory / VERDICT_CSV, index=False)
     print()
     print("== verdict ==")
-    share = estimate.trainings / exhaustive.total if exhaustive.total else float("nan")
+    total = exhaustive.total
     print(
-        f"trainings: exhaustive {exhaustive.total}, estimate {estimate.trainings} "
-        f"({share:.0%} of the exhaustive sweep)"
+        f"trainings: exhaustive {total}, paper {estimate.trainings} "
+        f"({_share(estimate.trainings, total)}), adaptive {adaptive.trainings} "
+        f"({_share(adaptive.trainings, total)}) of the exhaustive sweep"
     )
-    print("estimate strategy's LRG (paper's estimator) against the exhaustive optimum (min FPI):")
+    print("picked LRG of each strategy (paper's estimator) against the exhaustive optimum:")
     print(format_table(table.to_dict("records"), list(table.columns)))
     if not table.empty:
         regret = table["regret"].dropna()
         worst = f", worst {regret.max():.1%}" if len(regret) else ""
         print(
-            f"exact picks: {int(table['exact'].sum())}/{len(table)}; "
-            f"mean FPI regret {regret.mean():.1%}{worst}"
+            f"paper (live, experiment {estimate.references.name!r}): exact picks "
+            f"{int(table['exact'].sum())}/{len(table)}; mean FPI regret {regret.mean():.1%}{worst}"
         )
+    print(f"adaptive (replayed on the exhaustive sweep): {describe(adaptive.summary())}")
     fitted = result.analysis.estimator
     print(f"estimator fitted on the exhaustive sweep: {fitted.describe() if fitted else 'none'}")
     print(f"paper's estimator:                        {PAPER_ESTIMATOR.describe()}")
@@ -208,6 +218,35 @@ def print_verdict(exhaustive: Any, estimate: Any, result: DemoAnalysis) -> None:
             f"{len(lodo)} exact, mean FPI regret {float(lodo['regret'].mean()):.1%}"
         )
     print(f"report: {result.report}")
+
+
+def _share(part: int, total: int) -> str:
+    return f"{part / total:.0%}" if total else "-"
+
+
+def _with_adaptive(table: Any, adaptive: Any) -> Any:
+    """The verdict table with the adaptive strategy's pick, regret and trainings per group."""
+    from analysis.groups import group_label
+
+    picks = {g["group"]: g for g in adaptive.per_group}
+    rows = []
+    for row in table.to_dict("records"):
+        key = {k: row[k] for k in ("model", "dataset", "prune_rate")}
+        mine = picks.get(group_label(key, "truncation"), {})
+        rows.append(
+            {
+                **row,
+                "adaptive_lrg": mine.get("picked"),
+                "adaptive_regret": mine.get("regret"),
+                "adaptive_trainings": mine.get("trainings"),
+            }
+        )
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=[*table.columns, *ADAPTIVE_COLUMNS])
+
+
+ADAPTIVE_COLUMNS = ("adaptive_lrg", "adaptive_regret", "adaptive_trainings")
 
 
 def print_next_steps(directory: Path, experiments: list[str]) -> None:

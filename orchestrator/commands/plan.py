@@ -41,7 +41,8 @@ def register(sub: Any) -> None:
             "Predict mIoU drop, mIoU and FPI of candidate LRG sizes from a reference run's R_ce "
             "curve and the estimator drop = a*R_ce + b, count each candidate's FLOPs, and "
             "recommend the least predicted FPI within --max-drop. With --experiment: one plan "
-            "per reference run (the native grid of each model/dataset/prune-rate group)."
+            "per reference run (the native grid of each model/dataset/prune-rate group). With "
+            "--labels-only: from a data set's labels alone, before any training."
         ),
     )
     p.add_argument(
@@ -84,10 +85,16 @@ def _add_labels_only(p: Any) -> None:
         action="store_true",
         help="predict from the labels of --dataset instead of a reference run",
     )
-    g.add_argument("--dataset", default=None, help="a registered data set, e.g. voc")
-    g.add_argument("--data-root", default=None, help="data set root (not for synthetic sets)")
-    g.add_argument("--split", default="val", help="split to read (default val, as evaluated)")
-    g.add_argument("--limit", type=int, default=None, help="read at most N labels")
+    g.add_argument(
+        "--dataset", default=None, metavar="NAME", help="a registered data set, e.g. voc"
+    )
+    g.add_argument(
+        "--data-root", default=None, metavar="DIR", help="data set root (not for synthetic sets)"
+    )
+    g.add_argument(
+        "--split", default="val", metavar="S", help="split to read (default val, as evaluated)"
+    )
+    g.add_argument("--limit", type=int, default=None, metavar="N", help="read at most N labels")
     g.add_argument(
         "--option",
         action="append",
@@ -95,11 +102,19 @@ def _add_labels_only(p: Any) -> None:
         metavar="KEY=VALUE",
         help="data-set option, e.g. --option length=16 (repeatable)",
     )
-    g.add_argument("--input-size", type=int, default=None, help="eval crop size S (default 513)")
     g.add_argument(
-        "--num-classes", type=int, default=None, help="class count (default: data set's)"
+        "--input-size", type=int, default=None, metavar="S", help="eval crop size S (default 513)"
     )
-    g.add_argument("--seed", type=int, default=None, help="data seed (synthetic sets; default 0)")
+    g.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        metavar="C",
+        help="class count (default: data set's)",
+    )
+    g.add_argument(
+        "--seed", type=int, default=None, metavar="N", help="data seed (synthetic sets; default 0)"
+    )
     g.add_argument(
         "--temperature",
         type=float,

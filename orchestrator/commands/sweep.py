@@ -13,7 +13,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.commands import add_max_drop, add_tracking_uri
+from orchestrator.commands import (
+    add_estimator_from,
+    add_max_drop,
+    add_tracking_uri,
+    parse_experiments,
+)
+from orchestrator.commands.backtest import add_strategy_flags
 from orchestrator.preflight import check_storage, sweep_exists
 from orchestrator.settings import DEFAULT_STORAGE
 from trainables.errors import InputError
@@ -99,15 +105,19 @@ def register(sub: Any) -> None:
         "--strategy",
         choices=STRATEGIES,
         default=Strategy.EXHAUSTIVE,
-        help="exhaustive: train every trial; estimate: train one reference per group and "
-        "predict the rest with --estimator (recorded in MLflow as prediction runs)",
+        help="exhaustive: train every trial; estimate (= paper): train one reference per group "
+        "and predict the rest with --estimator (recorded in MLflow as prediction runs); "
+        "adaptive: after the references, train in phases what is likely to beat the best "
+        "measured FPI (see `backtest`)",
     )
     p.add_argument(
         "--estimator",
         default="paper",
         metavar="FILE|paper",
-        help="estimate: estimator.json from `analyze`, or 'paper' (0.6725 * R_ce + 0.0022)",
+        help="estimate/adaptive: estimator.json from `analyze`, or 'paper' (0.6725 R_ce + 0.0022)",
     )
+    add_estimator_from(p)
+    add_strategy_flags(p, max_drop=False)
     p.add_argument(
         "--confirm",
         action="store_true",
@@ -163,15 +173,31 @@ def check_numbers(args: argparse.Namespace) -> None:
             raise InputError("--multi-objective needs --search optuna")
     if args.num_samples is not None and args.num_samples < 1:
         raise InputError(f"--num-samples {args.num_samples} must be >= 1")
-    if args.strategy != Strategy.ESTIMATE:
-        estimate_only = {
+    if args.strategy == Strategy.PAPER:
+        args.strategy = Strategy.ESTIMATE  # one method, two names
+    if args.strategy == Strategy.EXHAUSTIVE:
+        strategy_only = {
             "--confirm": args.confirm,
             "--max-drop": args.max_drop is not None,
             "--estimator": args.estimator != "paper",
+            "--estimator-from": bool(args.estimator_from),
         }
-        for flag, given in estimate_only.items():
+        for flag, given in strategy_only.items():
             if given:
-                raise InputError(f"{flag} needs --strategy estimate")
+                raise InputError(f"{flag} needs --strategy estimate or adaptive")
+    if args.strategy != Strategy.ADAPTIVE:
+        adaptive_only = {
+            "--budget": args.budget is not None,
+            "--tolerance": args.tolerance != 0.01,
+            "--stop-probability": args.stop_probability != 0.1,
+        }
+        for flag, given in adaptive_only.items():
+            if given:
+                raise InputError(f"{flag} needs --strategy adaptive")
+    if args.strategy == Strategy.ADAPTIVE and args.confirm:
+        raise InputError("--confirm goes with --strategy estimate (adaptive picks are trained)")
+    if args.estimator_from and args.estimator != "paper":
+        raise InputError("give --estimator or --estimator-from, not both")
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
@@ -205,8 +231,12 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
         verbose=0 if args.quiet else 1,
         strategy=args.strategy,
         estimator=args.estimator,
+        estimator_from=parse_experiments(args.estimator_from),
         confirm=args.confirm,
         max_drop=args.max_drop,
+        tolerance=args.tolerance,
+        budget=args.budget,
+        stop_probability=args.stop_probability,
     )
     check_new_sweep(settings)
     return settings, False
@@ -297,6 +327,10 @@ def run(args: argparse.Namespace) -> int:
         print_trials(load_space(args))
         return 0
     settings, resume = settings_from_args(args)
+    if settings.strategy == Strategy.ADAPTIVE:
+        from orchestrator.adaptive import run_adaptive
+
+        return print_adaptive(run_adaptive(settings, resume=resume), settings)
     if settings.strategy == Strategy.ESTIMATE:
         from orchestrator.strategy import run_estimate
 
@@ -322,6 +356,39 @@ def print_estimate(outcome: Any, settings: Any) -> int:
     print(
         f"estimate strategy: {outcome.trainings} trainings; predictions are MLflow runs with "
         f"tag {Tag.ROLE} = {Role.PREDICTION} in {settings.mlflow_experiment!r}"
+    )
+    return code
+
+
+def print_adaptive(outcome: Any, settings: Any) -> int:
+    """Each phase's summary, then one line per group: pick, trainings; exit codes as a
+    sweep's."""
+    from orchestrator.table import format_table
+
+    code = print_outcome(outcome.references, settings)
+    for phase in outcome.phases:
+        code = max(code, print_outcome(phase, settings))
+    if outcome.interrupted:
+        return code
+    rows = [
+        {
+            "group": p.group,
+            "pick": p.candidate.name,
+            "gflops": p.candidate.gflops,
+            "trainings": p.trainings,
+        }
+        for p in outcome.picks
+    ]
+    print()
+    print(format_table(rows, ["group", "pick", "gflops", "trainings"]))
+    for label in outcome.skipped:
+        print(f"{label}: reference trial did not finish; nothing planned", file=sys.stderr)
+    for line in outcome.failed:
+        print(f"{line}: training failed; its group stopped there", file=sys.stderr)
+    print(
+        f"adaptive strategy: {outcome.trainings} trainings, {outcome.phase_count} phase(s) "
+        f"after the references; why each was trained: tag {Tag.REASON} on the runs with "
+        f"{Tag.ROLE} = {Role.CANDIDATE} in {settings.mlflow_experiment!r}"
     )
     return code
 
