@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+#: The paper's results as a runs table (tests/fixtures/README.md).
+PAPER_RUNS_CSV = Path(__file__).parent / "fixtures" / "paper_runs.csv"
 
 
 @pytest.fixture(scope="module")
@@ -29,3 +33,9 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def paper_runs_csv() -> Path:
+    """The shipped CSV of the paper's Tables 1, 2, 3a and 4."""
+    return PAPER_RUNS_CSV

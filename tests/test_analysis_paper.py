@@ -121,10 +121,18 @@ def paper_rows() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def paper_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("paper") / "paper_runs.csv"
-    pd.DataFrame(paper_rows()).to_csv(path, index=False)
-    return path
+def paper_csv(paper_runs_csv: Path) -> Path:
+    return paper_runs_csv
+
+
+def test_shipped_fixture_is_the_transcribed_tables(paper_runs_csv: Path) -> None:
+    """tests/fixtures/paper_runs.csv holds exactly the tables above (miou to 4 decimals)."""
+    shipped = pd.read_csv(paper_runs_csv)
+    built = pd.DataFrame(paper_rows())
+    built["miou"] = built["miou"].round(4)
+    built["annotation_nu_max"] = pd.to_numeric(built["annotation_nu_max"])  # "" is pixel-wise
+    assert list(shipped.columns) == list(built.columns)
+    pd.testing.assert_frame_equal(shipped, built, check_dtype=False)
 
 
 def test_paper_truncation_fit_matches_fig_5b(paper_csv: Path) -> None:

@@ -191,7 +191,8 @@ def test_demo_story_on_the_smoke_space(tmp_path: Path, capsys: pytest.CaptureFix
         roles = frame["tags.spectral_sweep.role"].value_counts().to_dict()
         assert roles["reference"] == 2 and roles["prediction"] == 2
         confirmed = roles.get("confirm", 0)
-        assert f"trainings: exhaustive 4, estimate {2 + confirmed}" in out
+        assert f"trainings: exhaustive 4, paper {2 + confirmed} (" in out
+        assert "adaptive (replayed on the exhaustive sweep): exact picks" in out
         assert set(frame["status"]) == {"FINISHED"}
         check_predictions(uri, frame)
         report = tmp_path / "smoke-report"

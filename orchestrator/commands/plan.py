@@ -16,7 +16,13 @@ import json
 import sys
 from typing import Any
 
-from orchestrator.commands import add_max_drop, add_tracking_uri, check_max_drop
+from orchestrator.commands import (
+    add_estimator_from,
+    add_max_drop,
+    add_tracking_uri,
+    check_max_drop,
+    parse_experiments,
+)
 
 #: Plan-table columns printed, with their headers.
 _COLUMNS = {
@@ -51,9 +57,10 @@ def register(sub: Any) -> None:
         metavar="FILE|paper",
         help=(
             "estimator.json written by `spectral-sweep analyze`, or 'paper' for the paper's "
-            "(required, except with --labels-only: default paper)"
+            "(required unless --estimator-from, or with --labels-only: default paper)"
         ),
     )
+    add_estimator_from(p)
     # one of them is required without --labels-only (checked in run)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--run-id", help="MLflow run id of the reference run (native grid)")
@@ -126,7 +133,7 @@ def _add_labels_only(p: Any) -> None:
         "--regressor",
         default=None,
         choices=["r_ce_label", "energy_above"],
-        help="curve the estimator reads: the ideal predictor's R_ce (default) or label energy above",
+        help="curve the estimator reads: label energy above each band (default; it backtests better on the demo) or the ideal predictor's R_ce",
     )
     g.add_argument(
         "--model", default=None, help="count each LRG's FLOPs for this model (e.g. deeplabv3plus)"
@@ -171,21 +178,20 @@ def run(args: argparse.Namespace) -> int:
         given.append("--split")
     if given:
         raise InputError(f"{given[0]} needs --labels-only")
-    if args.estimator is None:
-        raise InputError("the following arguments are required: --estimator")
+    if args.estimator is None and args.estimator_from is None:
+        raise InputError("give --estimator FILE|paper or --estimator-from E1,E2")
     if not (args.run_id or args.experiment):
         raise InputError("one of the arguments --run-id --experiment is required")
 
-    from analysis.estimator import load_estimator
     from analysis.plan import plan_reference
     from analysis.references import reference_from_run, references_from_experiment
     from analysis.runs import AnalysisWarning
     from orchestrator.uris import check_store_exists, resolve_tracking_uri
 
     check_max_drop(args.max_drop)
-    estimator = load_estimator(args.estimator)
     uri = resolve_tracking_uri(args.tracking_uri)
     check_store_exists(uri)
+    estimator = plan_estimator(args, uri)
     if args.run_id:
         references = [reference_from_run(uri, args.run_id)]
     else:
@@ -204,6 +210,24 @@ def run(args: argparse.Namespace) -> int:
         print()
         _print_plan(plan)
     return 0
+
+
+def plan_estimator(args: argparse.Namespace, uri: str | None) -> Any:
+    """``--estimator`` (default paper), or a fit on ``--estimator-from``'s experiments."""
+    from analysis.estimator import load_estimator
+    from trainables.errors import InputError
+
+    if args.estimator_from is None:
+        return load_estimator(args.estimator or "paper")
+    if args.estimator is not None:
+        raise InputError("give --estimator or --estimator-from, not both")
+    from analysis.sweep import fit_experiments
+    from orchestrator.uris import check_store_exists, resolve_tracking_uri
+
+    if uri is None:  # --labels-only reads no run, only the experiments to fit on
+        uri = resolve_tracking_uri(args.tracking_uri)
+        check_store_exists(uri)
+    return fit_experiments(uri, parse_experiments(args.estimator_from))
 
 
 def _print_plan(plan: Any) -> None:
@@ -250,13 +274,13 @@ _LABEL_COLUMNS = {
 
 def run_labels_only(args: argparse.Namespace) -> int:
     """``plan --labels-only``: read the labels, count FLOPs if asked, predict, print."""
-    from analysis.estimator import load_estimator
     from analysis.labels_only import candidate_lrgs, label_curves, labels_only_plan
     from orchestrator.commands.spectrum import parse_options
     from trainables.errors import InputError
     from trainables.grids import native_grid_size
 
-    for flag in ("--run-id", "--experiment", "--tracking-uri"):
+    flags = ("--run-id", "--experiment") + (() if args.estimator_from else ("--tracking-uri",))
+    for flag in flags:
         if getattr(args, flag[2:].replace("-", "_")) is not None:
             raise InputError(f"--labels-only predicts without a run: drop {flag}")
     if args.dataset is None:
@@ -286,7 +310,7 @@ def run_labels_only(args: argparse.Namespace) -> int:
         args.backbone = args.backbone or "resnet101"
         check_model(args.model)
         check_backbone(args.backbone)
-    estimator = load_estimator(args.estimator or "paper")
+    estimator = plan_estimator(args, None)
     input_size = args.input_size or 513
     native = native_grid_size(input_size)
     candidates = candidate_lrgs(args.lrgs, input_size, native)  # checked before any reading
@@ -316,7 +340,7 @@ def run_labels_only(args: argparse.Namespace) -> int:
         gflops=gflops,
         max_drop=args.max_drop,
         reference_miou=args.reference_miou,
-        regressor=args.regressor or "r_ce_label",
+        regressor=args.regressor or "energy_above",
     )
     if args.json:
         payload = plan.to_dict()
