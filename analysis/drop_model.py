@@ -15,7 +15,8 @@ configuration at ``R`` is modelled as a Gaussian process
   on the cluster's trained configurations once two groups have some, so the data say whether the
   prune rate matters);
 - ``h(R)``, the shape: relative deviations with spread ``relative_residual`` (the fit's RMS
-  relative residual), correlated over ``length`` in ``ln R``, so a measured neighbour pins its
+  relative residual) times the least-squares leverage at ``R`` (wider where the estimator
+  extrapolates), correlated over ``length`` in ``ln R``, so a measured neighbour pins its
   neighbours and a far band stays uncertain;
 - noise: half the fit's residual standard deviation (at least 0.002), the measurement's own
   scatter.
@@ -150,10 +151,23 @@ class DropModel:
         var = self._kernel(scale, r, r) + self.noise**2
         return Belief(scale.mean * self.base(r), math.sqrt(var))
 
+    def leverage(self, r_ce: float) -> float:
+        """The least-squares prediction variance factor ``1 + 1/n + (g - mean_g)^2 / Sxx`` at
+        ``r_ce``: how much less the fit knows there than at its own points (1 when the
+        estimator lacks its statistics). It widens the shape deviations far from the data the
+        estimator was fitted on (e.g. R_ce 0.6 from a fit whose points end at 0.15)."""
+        est = self.estimator
+        if not (est.n > 2 and math.isfinite(est.feature_mean) and est.feature_sxx > 0):
+            return 1.0
+        g = est.feature(max(r_ce, 0.0))
+        return 1.0 + 1.0 / est.n + (g - est.feature_mean) ** 2 / est.feature_sxx
+
     def _kernel(self, scale: Scale, a: float, b: float) -> float:
-        """Covariance of the drops at R_ce ``a`` and ``b``: scale and shape, both times f."""
+        """Covariance of the drops at R_ce ``a`` and ``b``: scale and shape, both times f; the
+        shape's spread grows with the fit's leverage at each."""
         la, lb = math.log(max(a, 1e-6)), math.log(max(b, 1e-6))
-        shape = self.relative**2 * math.exp(-((la - lb) ** 2) / (2 * self.length**2))
+        spread = self.relative**2 * math.sqrt(self.leverage(a) * self.leverage(b))
+        shape = spread * math.exp(-((la - lb) ** 2) / (2 * self.length**2))
         return self.base(a) * self.base(b) * (scale.var + shape)
 
 

@@ -121,7 +121,14 @@ def fit_drops(
     }
     if source:
         fitted_on["source"] = source
-    clusters = (drops["model"].astype(str) + "/" + drops["dataset"].astype(str)).tolist()
+    # how far one data set departs from the pooled line is only seen across data sets: with
+    # one, the spread stays unknown (NaN) and its users fall back to a wide prior
+    several = drops["dataset"].nunique() > 1
+    clusters = (
+        (drops["model"].astype(str) + "/" + drops["dataset"].astype(str)).tolist()
+        if several
+        else None
+    )
     estimator = fit_estimator(
         drops["r_ce"].to_numpy(float),
         drops["drop"].to_numpy(float),

@@ -238,23 +238,24 @@ class AdaptivePlanner(Planner):
     ) -> None:
         super().__init__(problems, estimator, options)
         self.model = DropModel(estimator, self.options.length)
-        self.done: set[str] = set()
+        self.stopped: set[str] = set()  # groups whose training failed
 
     def stop(self, label: str) -> None:
-        self.done.add(label)
+        self.stopped.add(label)
 
     def next_batch(self) -> list[Choice]:
+        """Every group is asked again each phase: a group that wanted nothing may want a
+        training once its cluster's measurements moved the calibration. Empty: no group has a
+        candidate likely enough to beat its best measured FPI (or budget is spent)."""
         if any(not math.isfinite(c.measured_miou) for c in self.choices):
             raise InputError("record every training of the last phase before asking for more")
         self.phase += 1
         batch = []
         for label, problem in self.problems.items():
-            if label in self.done:
+            if label in self.stopped:
                 continue
             choice = self._choose(problem)
-            if choice is None:
-                self.done.add(label)
-            else:
+            if choice is not None:
                 batch.append(choice)
         self.choices.extend(batch)
         return batch
