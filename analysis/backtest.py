@@ -14,7 +14,7 @@ looking the configuration's measured mIoU up in the table: it sees nothing it di
   cost no FLOPs) is exact when its pick is the coarsest band measured within ``max_drop``.
 - Trainings count distinct configurations: a pixel-wise reference shared by a truncation and an
   annotation group is trained once.
-- :func:`budget_curve`: the adaptive strategy at budgets 1..n trainings per group.
+- ``analysis.budget``: the adaptive strategy at budgets 1..n trainings per group.
 
 No Ray, no MLflow writes (MLflow is only read, through ``analysis.mlflow_trials``).
 """
@@ -367,63 +367,11 @@ def _coarseness(candidate: Candidate) -> float:
     return math.inf if nu is None else float(nu)
 
 
-# --------------------------------------------------------------------- budget curve
-
-
-def budget_curve(
-    sweep: Sweep,
-    estimator: Estimator,
-    options: StrategyOptions | None = None,
-    lodo: bool = False,
-    r_ce_max: float = DEFAULT_R_CE_MAX,
-    form: str = LINEAR,
-    strategy: str = "adaptive",
-) -> pd.DataFrame:
-    """Regret against trainings: ``strategy`` replayed with a budget of 1..n trainings per group
-    (n: the largest group). One row per (budget, group): ``budget, group, kind, trainings,
-    regret, exact``."""
-    import dataclasses
-
-    import pandas as pd
-
-    options = options or StrategyOptions()
-    largest = max(c.problem.size for c in sweep.cases)
-    if options.max_drop is None:
-        largest = max(c.problem.size for c in sweep.cases if c.problem.kind == TRUNCATION)
-    records = []
-    for budget in range(1, largest + 1):
-        limited = dataclasses.replace(options, budget=budget)
-        result = backtest(sweep, strategy, estimator, limited, lodo, r_ce_max, form)
-        for g in result.per_group:
-            records.append({"budget": budget, **{k: g[k] for k in BUDGET_FIELDS}})
-    return pd.DataFrame(records, columns=["budget", *BUDGET_FIELDS])
-
-
-BUDGET_FIELDS: tuple[str, ...] = ("group", "kind", "trainings", "regret", "exact")
-
-
-def budget_summary(curve: pd.DataFrame) -> pd.DataFrame:
-    """Per budget: mean and worst regret, exact picks and trainings over the groups."""
-    if curve.empty:
-        return curve
-    grouped = curve.groupby("budget")
-    out = grouped.agg(
-        mean_regret=("regret", "mean"),
-        max_regret=("regret", "max"),
-        exact=("exact", "sum"),
-        groups=("group", "count"),
-        trainings=("trainings", "sum"),
-    )
-    return out.reset_index()
-
-
 __all__ = [
     "GROUP_COLUMNS",
     "BacktestResult",
     "Case",
     "Sweep",
     "backtest",
-    "budget_curve",
-    "budget_summary",
     "build_cases",
 ]

@@ -130,7 +130,7 @@ def report_blocks(analysis: Analysis, source: str, figures: Sequence[Path]) -> l
     for path in figures:
         blocks.append(Block("figure", captions.get(path.name, path.stem), path=path))
     if analysis.budget is not None and not analysis.budget.empty:
-        from analysis.backtest import budget_summary
+        from analysis.budget import budget_summary
 
         blocks.append(Block("h2", "Backtest: regret against trainings (adaptive strategy)"))
         blocks.append(Block("table", table=budget_summary(analysis.budget)))

@@ -82,7 +82,8 @@ def _budget(
 ) -> tuple[pd.DataFrame | None, str]:
     """The adaptive strategy's budget curve on this sweep: leaving each data set out when there
     are two or more, else with the paper's estimator (a sweep's own fit would be hindsight)."""
-    from analysis.backtest import Sweep, budget_curve
+    from analysis.backtest import Sweep
+    from analysis.budget import budget_curve
     from analysis.estimator import PAPER_ESTIMATOR
 
     try:

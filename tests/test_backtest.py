@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from analysis import PAPER_ESTIMATOR, load_runs_csv
-from analysis.backtest import Sweep, backtest, budget_curve
+from analysis.backtest import Sweep, backtest
+from analysis.budget import budget_curve
 from analysis.strategies import StrategyOptions
 from orchestrator.cli import main
 

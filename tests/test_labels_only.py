@@ -17,12 +17,8 @@ import pytest
 import torch
 
 from analysis.estimator import PAPER_ESTIMATOR
-from analysis.labels_only import (
-    label_curves,
-    labels_only_backtest,
-    labels_only_plan,
-    spearman,
-)
+from analysis.labels_only import label_curves, labels_only_plan
+from analysis.labels_only_backtest import labels_only_backtest, spearman
 from analysis.runs import AnalysisWarning, normalise
 from orchestrator.cli import main
 from trainables.data import build_dataset
@@ -265,7 +261,7 @@ def test_cli_plan_without_labels_only_still_needs_its_arguments(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["plan", "--run-id", "abc"]) == 2
-    assert "required: --estimator" in capsys.readouterr().err
+    assert "give --estimator FILE|paper or --estimator-from E1,E2" in capsys.readouterr().err
     assert main(["plan", "--estimator", "paper"]) == 2
     assert "one of the arguments --run-id --experiment is required" in capsys.readouterr().err
     assert main(["plan", "--estimator", "paper", "--run-id", "x", "--dataset", "voc"]) == 2

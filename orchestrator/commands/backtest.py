@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     """Load the sweep, replay the strategy, print (and write) the outcome."""
     import warnings
 
-    from analysis.backtest import Sweep, backtest, budget_curve, budget_summary
+    from analysis.backtest import Sweep, backtest
+    from analysis.budget import budget_curve, budget_summary
     from analysis.estimator import load_estimator
     from analysis.runs import AnalysisWarning
 
