@@ -208,6 +208,7 @@ def print_verdict(exhaustive: Any, estimate: Any, result: DemoAnalysis) -> None:
             f"{int(table['exact'].sum())}/{len(table)}; mean FPI regret {regret.mean():.1%}{worst}"
         )
     print(f"adaptive (replayed on the exhaustive sweep): {describe(adaptive.summary())}")
+    print(f"labels only (no training): {_labels_only(exhaustive, result)}")
     fitted = result.analysis.estimator
     print(f"estimator fitted on the exhaustive sweep: {fitted.describe() if fitted else 'none'}")
     print(f"paper's estimator:                        {PAPER_ESTIMATOR.describe()}")
@@ -218,6 +219,37 @@ def print_verdict(exhaustive: Any, estimate: Any, result: DemoAnalysis) -> None:
             f"{len(lodo)} exact, mean FPI regret {float(lodo['regret'].mean()):.1%}"
         )
     print(f"report: {result.report}")
+
+
+def _labels_only(exhaustive: Any, result: DemoAnalysis) -> str:
+    """The label-only prediction (label energy above each band through the paper's line)
+    replayed on the exhaustive sweep: exact picks, regret, Spearman against measured drops."""
+    from analysis.estimator import PAPER_ESTIMATOR
+    from analysis.labels_only import label_curves
+    from analysis.labels_only_backtest import labels_only_backtest
+    from orchestrator.settings import load_settings
+
+    space = load_settings(exhaustive.path).search_space()
+    curves = {}
+    for cfg in space.trials():
+        if cfg.dataset not in curves:  # the evaluation labels the trials were scored on
+            options = {**cfg.extra, "length": cfg.eval_length} if cfg.eval_length else cfg.extra
+            read = label_curves(
+                cfg.dataset,
+                data_root=cfg.data_root,
+                input_size=cfg.input_size,
+                num_classes=cfg.num_classes,
+                options=options,
+                seed=cfg.seed,
+            )
+            curves[cfg.dataset] = read.curve("energy_above")
+    summary = labels_only_backtest(result.analysis.rows, curves, PAPER_ESTIMATOR).summary
+    return (
+        f"exact picks {summary['exact_picks']}/{summary['groups']}; mean FPI regret "
+        f"{summary['mean_regret']:.1%}, worst {summary['max_regret']:.1%}; Spearman against the "
+        f"measured drops {summary['mean_spearman']:.2f} within groups, "
+        f"{summary['pooled_spearman']:.2f} pooled (label energy above each band, paper's line)"
+    )
 
 
 def _share(part: int, total: int) -> str:
