@@ -7,7 +7,10 @@ client is made for the URI it is given. ``orchestrator`` (the ``runs`` command, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainables.errors import InputError
@@ -27,11 +30,44 @@ def quiet_mlflow_logs() -> None:
 
 
 def client_for(tracking_uri: str) -> MlflowClient:
-    """An ``MlflowClient`` on ``tracking_uri``, quietly."""
+    """An ``MlflowClient`` on ``tracking_uri``, quietly. A SQLite file that does not exist yet
+    gets its schema here, under a file lock (``<db>.lock``): two sweeps creating one new store
+    at once would otherwise race on it ("index ... already exists")."""
     from mlflow import MlflowClient
 
     quiet_mlflow_logs()
-    return MlflowClient(tracking_uri=tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    database = _new_sqlite_file(tracking_uri)
+    if database is not None:
+        with _locked(database.with_name(database.name + ".lock")):
+            client.search_experiments(max_results=1)  # the first query creates the schema
+    return client
+
+
+def _new_sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI when it does not exist yet (or is empty)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    rest = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    if not rest or rest == ":memory:":
+        return None
+    path = Path(rest if rest.startswith("/") else Path.cwd() / rest)
+    if path.exists() and path.stat().st_size > 0:
+        return None
+    return path if path.parent.is_dir() else None
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created) for the ``with`` block, across processes."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def experiment_id(client: MlflowClient, tracking_uri: str, experiment: str) -> str:

@@ -1,12 +1,22 @@
 """The driver-side Tune callback that turns trial events into MLflow runs (:mod:`orchestrator.store`).
 
 It is the only MLflow writer of a sweep: trials report to Tune, the driver writes, so trials never
-contend on a SQLite file.
+contend on a SQLite file. Every write goes through a :class:`~orchestrator.tracking_queue.
+WriteQueue`, so Tune's loop (and so training) never waits for the store, a store outage delays
+writes instead of losing them, and the final flush says what could not be written.
+
+How a run ends follows how its trial ended (``orchestrator.ledger``): FINISHED when its last
+epoch reported; FINISHED with tag ``stopped_early`` when the scheduler stopped it; FAILED with
+the error on a final failure; KILLED when the driver was interrupted (``--resume`` reopens it).
+A reopened run logs only epochs above those it already holds, so a trial resumed from an older
+checkpoint never logs a step twice.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,15 +25,37 @@ from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from orchestrator import store
+from orchestrator.ledger import (
+    FAILED,
+    FINISHED,
+    STOPPED_EARLY,
+    TrialLedger,
+    ended_as,
+    epochs_completed,
+)
+from orchestrator.tracking_queue import WriteQueue
 from trainables.config import TrialConfig
-from trainables.run_schema import Metric, Tag
+from trainables.run_schema import Artifact, Metric, Tag
 
 log = logging.getLogger(__name__)
 
-#: Result keys that are not trial metrics (Tune's bookkeeping, and our node labels).
+#: Result keys that are not trial metrics (Tune's bookkeeping, and our labels).
 NON_METRIC_KEYS = frozenset(
-    {*AUTO_RESULT_KEYS, "done", "trial_id", "experiment_tag", "should_checkpoint", "node_id"}
+    {
+        *AUTO_RESULT_KEYS,
+        "done",
+        "trial_id",
+        "experiment_tag",
+        "should_checkpoint",
+        "node_id",
+        "final",
+    }
 )
+#: How long the end of a sweep waits for queued writes before reporting them lost.
+FLUSH_SECONDS = 120.0
+#: The callbacks of the sweeps this driver runs, by experiment path (``run_sweep`` reads the
+#: flush's outcome here; a restored Tuner builds its own callback from ``tuner.pkl``).
+ACTIVE: dict[str, MlflowTrackingCallback] = {}
 
 
 def numeric_metrics(values: Mapping[str, Any], exclude: Iterable[str] = ()) -> dict[str, float]:
@@ -37,62 +69,79 @@ def numeric_metrics(values: Mapping[str, Any], exclude: Iterable[str] = ()) -> d
 
 
 class MlflowTrackingCallback(tune.Callback):
-    """Driver-side adapter from Tune's trial events to :mod:`orchestrator.store`.
+    """Driver-side adapter from Tune's trial events to :mod:`orchestrator.store` (see the module
+    docstring). ``lost`` holds, after the sweep, the writes the final flush could not make."""
 
-    One run per trial (found again by its trial-id tag, so a resumed or retried trial keeps
-    its run and a finished run is never re-created); metrics per result with step = epoch;
-    final artifacts from the trial's last checkpoint; FAILED with the error text on error.
-    Tracking problems are logged, not raised: a tracking hiccup must not kill a sweep.
-    """
-
-    def __init__(self, tracking_uri: str, experiment: str, tags: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        tags: Mapping[str, str],
+        experiment_path: str | Path,
+        flush_seconds: float = FLUSH_SECONDS,
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.tags = dict(tags)
+        self.experiment_path = str(experiment_path)
+        self.flush_seconds = flush_seconds
         self._reset()
 
     def _reset(self) -> None:
         self._client: Any = None
         self._experiment_id: str | None = None
+        self._queue: WriteQueue | None = None
+        # touched on the writer thread only
         self._runs: dict[str, str | None] = {}  # trial id -> run id (None: already finished)
+        self._last_step: dict[str, int] = {}  # run id -> highest epoch logged
+        # touched on Tune's thread only
         self._closed: set[str] = set()
+        self._opened: set[str] = set()
+        self.lost: list[str] = []
+        self.ledger = TrialLedger.open(self.experiment_path)
+        ACTIVE[self.experiment_path] = self
 
     def __getstate__(self) -> dict[str, Any]:  # pickled into tuner.pkl: no live client
-        return {"tracking_uri": self.tracking_uri, "experiment": self.experiment, "tags": self.tags}
+        keys = ("tracking_uri", "experiment", "tags", "experiment_path", "flush_seconds")
+        return {k: getattr(self, k) for k in keys}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("flush_seconds", FLUSH_SECONDS)
         self._reset()
 
     # -------------------------------------------------------------- plumbing
 
     @property
+    def queue(self) -> WriteQueue:
+        if self._queue is None:
+            self._queue = WriteQueue(self.tracking_uri)
+        return self._queue
+
+    @property
     def client(self) -> Any:
+        """The store's client and experiment (writer thread)."""
         if self._client is None:
             self._client = store.make_client(self.tracking_uri)
+        if self._experiment_id is None:
             self._experiment_id = store.ensure_experiment(
                 self._client, self.experiment, self.tracking_uri
             )
         return self._client
 
-    def _run_id(self, trial: Any) -> str | None:
-        """The trial's open run (created on first sight); None when it already FINISHED."""
-        trial_id = str(trial.trial_id)
+    def _open(self, trial_id: str, config: TrialConfig) -> str | None:
+        """The trial's run (created, or reopened with its highest logged epoch); None when it
+        already FINISHED (writer thread)."""
         if trial_id not in self._runs:
             client = self.client
             assert self._experiment_id is not None
-            config = TrialConfig.from_dict(trial.config)  # the Ray edge: Tune's trial dict
             run_id, finished = store.start_trial_run(
                 client, self._experiment_id, trial_id, config, self.tags
             )
             self._runs[trial_id] = None if finished else run_id
+            if not finished:
+                self._last_step[run_id] = store.last_logged_epoch(client, run_id)
         return self._runs[trial_id]
-
-    def _safely(self, what: str, trial: Any, fn: Any) -> None:
-        try:
-            fn()
-        except Exception as err:
-            log.warning("MLflow %s for trial %s failed: %s", what, trial.trial_id, err)
 
     # -------------------------------------------------------------- Tune hooks
 
@@ -103,63 +152,138 @@ class MlflowTrackingCallback(tune.Callback):
         total_num_samples: int | None = None,
         **info: Any,
     ) -> None:
-        try:
-            _ = self.client
-        except Exception as err:
-            log.warning("MLflow at %s is not usable: %s", self.tracking_uri, err)
+        _ = self.queue
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._closed.discard(str(trial.trial_id))
-        self._safely("run start", trial, lambda: self._run_id(trial))
+        trial_id = str(trial.trial_id)
+        self._closed.discard(trial_id)
+        self.ledger.forget(trial_id)  # a retried or resumed trial has not ended (yet)
+        self._opened.add(trial_id)
+        config = TrialConfig.from_dict(trial.config)  # the Ray edge: Tune's trial dict
+        self.queue.put(
+            f"open the run of trial {trial_id}", lambda: self._open_only(trial_id, config)
+        )
+
+    def _open_only(self, trial_id: str, config: TrialConfig) -> None:
+        self._open(trial_id, config)
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
-        self._safely("metrics", trial, lambda: self._log_result(trial, result))
-
-    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._safely("run end", trial, lambda: self._close(trial, "FINISHED"))
-
-    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._safely("run failure", trial, lambda: self._close(trial, "FAILED", _error_text(trial)))
-
-    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
-        """Runs of trials an interrupted sweep left behind are KILLED (``--resume`` reopens them)."""
-        for trial in trials:
-            trial_id = str(trial.trial_id)
-            run_id = self._runs.get(trial_id)
-            if run_id is not None and trial_id not in self._closed:
-                self._safely(
-                    "run stop",
-                    trial,
-                    lambda run_id=run_id: store.end_trial_run(self.client, run_id, "KILLED"),
-                )
-
-    # -------------------------------------------------------------- writes
-
-    def _log_result(self, trial: Any, result: Mapping[str, Any]) -> None:
-        run_id = self._run_id(trial)
-        if run_id is None:
-            return
+        trial_id = str(trial.trial_id)
         metrics = numeric_metrics(result, exclude=NON_METRIC_KEYS)
         if not metrics:
             return
         step = int(result.get(Metric.EPOCH, result.get("training_iteration", 1) - 1))
-        store.log_metrics(self.client, run_id, metrics, step=step)
         node = {Tag.NODE_ID: result.get("node_id"), Tag.NODE_IP: result.get("node_ip")}
-        store.set_tags(self.client, run_id, {k: v for k, v in node.items() if v})
+        node_tags = {k: str(v) for k, v in node.items() if v}
+        config = TrialConfig.from_dict(trial.config)
+        self.queue.put(
+            f"epoch {step} of trial {trial_id}",
+            lambda: self._log(trial_id, config, metrics, step, node_tags),
+        )
 
-    def _close(self, trial: Any, status: str, error: str | None = None) -> None:
+    def _log(
+        self,
+        trial_id: str,
+        config: TrialConfig,
+        metrics: dict[str, float],
+        step: int,
+        node_tags: dict[str, str],
+    ) -> None:
+        run_id = self._open(trial_id, config)
+        if run_id is None or step <= self._last_step.get(run_id, -1):
+            return  # finished, or an epoch this run already holds (resumed from an older one)
+        store.log_metrics(self.client, run_id, metrics, step=step)
+        if node_tags:
+            store.set_tags(self.client, run_id, node_tags)
+        self._last_step[run_id] = step
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         trial_id = str(trial.trial_id)
-        run_id = self._run_id(trial)
-        if run_id is None or trial_id in self._closed:
+        outcome = ended_as(trial.last_result, trial_id, errored=False)
+        if outcome is None:  # stopped without ending: the driver is going down
+            self._close(trial, "KILLED", None, epochs_completed(trial.last_result))
             return
-        checkpoint = trial.checkpoint
-        if checkpoint is not None:
-            with checkpoint.as_directory() as directory:
-                store.log_trial_artifacts(self.client, run_id, directory)
-        store.end_trial_run(self.client, run_id, status=status, error=error)
+        self.ledger.record(trial_id, outcome, epochs_completed(trial.last_result))
+        tags = {}
+        if outcome == STOPPED_EARLY:
+            tags = {
+                Tag.STOPPED_EARLY: "true",
+                Tag.EPOCHS_COMPLETED: str(epochs_completed(trial.last_result)),
+            }
+        self._close(trial, "FINISHED", None, None, tags)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        trial_id = str(trial.trial_id)
+        self.ledger.record(trial_id, FAILED, epochs_completed(trial.last_result))
+        self._close(trial, "FAILED", _error_text(trial), None)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        """Runs of trials an interrupted driver left behind are KILLED (``--resume`` reopens
+        them); then the final flush: what it could not write is kept in ``lost``."""
+        for trial in trials:
+            trial_id = str(trial.trial_id)
+            if trial_id in self._opened and trial_id not in self._closed:
+                self._close(trial, "KILLED", None, epochs_completed(trial.last_result))
+        if self._queue is not None:
+            self.lost = self._queue.close(self.flush_seconds)
+            self._queue = None
+            if self.lost:
+                log.warning(
+                    "tracking store %s: %d write(s) could not be made: %s",
+                    self.tracking_uri,
+                    len(self.lost),
+                    "; ".join(self.lost[:5]),
+                )
+
+    # -------------------------------------------------------------- closing a run
+
+    def _close(
+        self,
+        trial: Any,
+        status: str,
+        error: str | None,
+        epochs: int | None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """Queue the run's end: artifacts of its last checkpoint (copied now: Tune may delete
+        the checkpoint before the write happens), tags, status."""
+        trial_id = str(trial.trial_id)
+        if trial_id in self._closed:
+            return
         self._closed.add(trial_id)
+        config = TrialConfig.from_dict(trial.config)
+        artifacts = _copy_artifacts(trial.checkpoint) if status != "KILLED" else None
+        extra = dict(tags or {})
+        if epochs is not None:
+            extra[Tag.EPOCHS_COMPLETED] = str(epochs)
+
+        def close() -> None:
+            run_id = self._open(trial_id, config)
+            if run_id is None:
+                return
+            if artifacts is not None:
+                store.log_trial_artifacts(self.client, run_id, artifacts)
+            if extra:
+                store.set_tags(self.client, run_id, extra)
+            store.end_trial_run(self.client, run_id, status=status, error=error)
+            if artifacts is not None:
+                shutil.rmtree(artifacts, ignore_errors=True)
+
+        self.queue.put(f"close the run of trial {trial_id} ({status})", close)
+
+
+def _copy_artifacts(checkpoint: Any) -> Path | None:
+    """The checkpoint's small artifact files, copied to a driver-side temporary folder."""
+    if checkpoint is None:
+        return None
+    target = Path(tempfile.mkdtemp(prefix="spectral-sweep-artifacts-"))
+    with checkpoint.as_directory() as directory:
+        for name in (Artifact.SPECTRUM_CSV, Artifact.PER_CLASS_IOU_JSON):
+            if (Path(directory) / name).exists():
+                shutil.copy2(Path(directory) / name, target / name)
+    return target
 
 
 def _error_text(trial: Any) -> str:
@@ -173,4 +297,10 @@ def _error_text(trial: Any) -> str:
     return str(text or "trial failed (no error text recorded)")
 
 
-__all__ = ["NON_METRIC_KEYS", "MlflowTrackingCallback", "numeric_metrics"]
+__all__ = [
+    "ACTIVE",
+    "FINISHED",
+    "NON_METRIC_KEYS",
+    "MlflowTrackingCallback",
+    "numeric_metrics",
+]

@@ -38,22 +38,21 @@ def check_name(name: str) -> None:
 
 
 def check_storage(storage: str) -> Path:
-    """The storage directory, created if needed; it must be writable."""
+    """The storage directory, resolved once: a directory, or one that can be created under a
+    writable one. Nothing is created here (a refused sweep leaves no empty directory); the
+    sweep creates it when it starts."""
     if "://" in storage:
         raise InputError(
             f"--storage {storage!r}: only filesystem paths are supported here (mount the bucket)"
         )
     path = Path(storage).expanduser().resolve()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"--storage {storage!r} cannot be created ({err.strerror})") from None
-    probe = path / ".spectral_sweep_write_test"
-    try:
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError:
-        raise InputError(f"--storage {storage!r} is not writable") from None
+    if path.exists() and not path.is_dir():
+        raise InputError(f"--storage {storage!r} exists and is not a directory")
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"--storage {storage!r} cannot be created: {str(existing)!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"--storage {storage!r} is not writable ({str(existing)!r})")
     return path
 
 

@@ -37,7 +37,11 @@ class SweepSettings:
     search: SearchName = "grid"
     num_samples: int | None = None  # optuna: trials to sample (default: the grid's size)
     multi_objective: bool = False  # optuna: minimise gflops and maximise miou together
-    scheduler: SchedulerName = "fifo"  # "asha": early stopping on miou (max)
+    scheduler: SchedulerName = "fifo"  # "asha": early stopping (asha_metric, max)
+    asha_metric: str = "miou"  # the metric ASHA compares trials on (maximised)
+    asha_grace_period: int = 1  # epochs every trial runs before ASHA may stop it
+    asha_reduction_factor: float = 3.0  # ASHA keeps 1 / factor of the trials at each rung
+    tracking_flush_seconds: float = 120.0  # the end of a sweep waits this long for queued writes
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0  # fractional shares one GPU between trials
     max_concurrent: int | None = None  # None: as many as the resources allow
@@ -81,7 +85,12 @@ def _space_of(text: str) -> SearchSpace:
 
 @dataclass
 class SweepOutcome:
-    """What a finished (or interrupted) sweep left: trial counts and where things are."""
+    """What a finished (or interrupted) sweep left: trial counts and where things are.
+
+    ``finished``: trials that reached their last epoch; ``stopped_early``: stopped by the
+    scheduler (ASHA); ``errored``: failed for good; the rest did not end (an interrupt):
+    ``--resume`` continues them. ``tracking_lost``: tracking writes that could not be made.
+    """
 
     name: str
     path: Path
@@ -89,10 +98,12 @@ class SweepOutcome:
     total: int
     finished: int
     errored: int
+    stopped_early: int = 0
+    tracking_lost: list[str] = field(default_factory=list)
 
     @property
     def unfinished(self) -> int:
-        return self.total - self.finished - self.errored
+        return self.total - self.finished - self.errored - self.stopped_early
 
 
 def save_settings(settings: SweepSettings) -> Path:

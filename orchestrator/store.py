@@ -206,6 +206,16 @@ def start_trial_run(
     return run.info.run_id, False
 
 
+def last_logged_epoch(client: MlflowClient, run_id: str) -> int:
+    """The highest epoch a run holds (its ``epoch`` metric's latest value), -1 for none: a
+    reopened run logs only epochs above it."""
+    from trainables.run_schema import Metric
+
+    run = retry_locked(lambda: client.get_run(run_id))
+    value = run.data.metrics.get(Metric.EPOCH)
+    return int(value) if value is not None and math.isfinite(value) else -1
+
+
 def end_trial_run(
     client: MlflowClient, run_id: str, status: str = "FINISHED", error: str | None = None
 ) -> None:
@@ -305,6 +315,7 @@ __all__ = [
     "find_config_run",
     "find_experiment",
     "find_trial_run",
+    "last_logged_epoch",
     "log_metrics",
     "log_params",
     "log_plan_artifact",

@@ -22,10 +22,13 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.schedulers import ASHAScheduler
 
 from orchestrator import store
-from orchestrator.mlflow_callback import MlflowTrackingCallback
+from orchestrator.ledger import SCHEDULER_STOPS, TrialLedger
+from orchestrator.mlflow_callback import ACTIVE, MlflowTrackingCallback
 from orchestrator.param_space import OptunaSpace, complete_configs, grid_param_space, max_epochs
+from orchestrator.reconcile import reconcile
 from orchestrator.settings import SweepOutcome, SweepSettings, save_settings
 from orchestrator.uris import is_local_uri
 from search_spaces import SearchSpace
@@ -71,6 +74,7 @@ def spectral_sweep_trial(config: dict[str, Any]) -> None:
         def forward(report: TrialReport) -> None:
             metrics: dict[str, Any] = dict(report.metrics)
             metrics["node_id"] = node_id
+            metrics["final"] = report.final  # the trial's last epoch (orchestrator.ledger)
             checkpoint = None
             if report.checkpoint_path is not None:
                 store.write_trial_artifacts(
@@ -185,10 +189,13 @@ def build_tuner(settings: SweepSettings) -> tune.Tuner:
         max_concurrent_trials = settings.max_concurrent
     scheduler = None
     if settings.scheduler == "asha":
-        from ray.tune.schedulers import ASHAScheduler
-
-        scheduler = ASHAScheduler(
-            metric=Metric.MIOU, mode="max", max_t=max_epochs(space.trials()), grace_period=1
+        scheduler = RecordingASHA(
+            metric=settings.asha_metric,
+            mode="max",
+            time_attr="training_iteration",
+            max_t=max_epochs(space.trials()),
+            grace_period=settings.asha_grace_period,
+            reduction_factor=settings.asha_reduction_factor,
         )
     tune_config = tune.TuneConfig(
         search_alg=search_alg,
@@ -204,18 +211,42 @@ def build_tuner(settings: SweepSettings) -> tune.Tuner:
         ),
         **settings.extra_tags,
     }
+    callback = MlflowTrackingCallback(
+        settings.tracking_uri,
+        settings.mlflow_experiment,
+        tags,
+        settings.experiment_path,
+        flush_seconds=settings.tracking_flush_seconds,
+    )
     run_config = tune.RunConfig(
         name=settings.name,
         storage_path=str(settings.experiment_path.parent),
-        callbacks=[MlflowTrackingCallback(settings.tracking_uri, settings.mlflow_experiment, tags)],
+        callbacks=[callback],
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        # two: the newest, and the one the last experiment snapshot may still point to (a
+        # driver killed between a report and the next snapshot resumes from it)
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
         progress_reporter=progress_reporter(space),
         verbose=settings.verbose,
     )
     return tune.Tuner(
         trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
     )
+
+
+#: Checkpoints kept per trial (see ``build_tuner``).
+KEEP_CHECKPOINTS = 2
+
+
+class RecordingASHA(ASHAScheduler):
+    """Tune's ASHA, noting the trials it stops (``orchestrator.ledger.SCHEDULER_STOPS``) so
+    their runs say they stopped early instead of looking finished."""
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        decision = str(super().on_trial_result(tune_controller, trial, result))
+        if decision == self.STOP and not result.get("final"):
+            SCHEDULER_STOPS.add(str(trial.trial_id))
+        return decision
 
 
 def restore_tuner(settings: SweepSettings) -> tune.Tuner:
@@ -247,6 +278,10 @@ def configure_tune_environment() -> None:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
     # keeping one checkpoint per trial forces a snapshot per report: intended, not a warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # a tracking server that does not answer fails a write in seconds, not minutes: the write
+    # queue (orchestrator.tracking_queue) retries it while training goes on
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
 def run_sweep(settings: SweepSettings, *, resume: bool = False, save: bool = True) -> SweepOutcome:
@@ -265,15 +300,26 @@ def run_sweep(settings: SweepSettings, *, resume: bool = False, save: bool = Tru
             save_settings(settings)
         tuner = build_tuner(settings)
     results = tuner.fit()
-    # trials an interrupted sweep never created count as unfinished too
-    total = max(len(results), planned_trials(settings))
-    errored = results.num_errors
-    finished = results.num_terminated
+    callback = ACTIVE.pop(str(settings.experiment_path), None)
+    lost = list(callback.lost) if callback is not None else []
+    lost += reconcile(settings, results)
+    return sweep_outcome(settings, results, lost)
+
+
+def sweep_outcome(settings: SweepSettings, results: Any, lost: list[str]) -> SweepOutcome:
+    """Counts as the ledger has them (what Tune calls TERMINATED may be an interrupt); trials
+    an interrupted sweep never created count as unfinished too."""
+    ledger = TrialLedger.open(settings.experiment_path)
+    ids = [Path(r.path).name for r in results]  # trial directories are named by trial id
+    counts = ledger.counts(ids)
+    errored = max(counts["failed"], results.num_errors)
     return SweepOutcome(
         name=settings.name,
         path=settings.experiment_path,
         tracking_uri=settings.tracking_uri,
-        total=total,
-        finished=finished,
+        total=max(len(results), planned_trials(settings)),
+        finished=counts["finished"],
         errored=errored,
+        stopped_early=counts["stopped_early"],
+        tracking_lost=lost,
     )

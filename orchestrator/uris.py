@@ -14,6 +14,11 @@ from pathlib import Path
 
 from trainables.errors import InputError
 
+#: The first 16 bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+#: What a tracking URI may be, for error messages.
+EXPECTED_URI = "sqlite:///PATH/mlflow.db or http://HOST:PORT"
+
 
 def default_tracking_uri(directory: str | Path | None = None) -> str:
     """``sqlite:///<dir>/mlflow.db`` (absolute; ``dir`` defaults to the working directory)."""
@@ -49,23 +54,51 @@ def artifact_location(uri: str, experiment: str) -> str | None:
     return (db.parent / "mlartifacts" / experiment).resolve().as_uri()
 
 
-def check_tracking_uri(uri: str, timeout: float = 3.0) -> None:
+def check_tracking_uri(uri: str, timeout: float = 3.0, *, probe_server: bool = True) -> None:
     """Fail fast (InputError) on a tracking URI the sweep could not write to.
 
-    SQLite: the database's directory must exist and be writable. HTTP(S): ``GET /health``
-    must answer within ``timeout`` seconds. Database URIs (postgresql, mysql, ...) are used
-    as given.
+    SQLite: the database's directory must exist and be writable, and an existing, non-empty
+    database file must be an SQLite database (its 16-byte header; a missing or empty file is
+    fine: MLflow creates it). HTTP(S): ``GET /health`` must answer within ``timeout`` seconds
+    (skipped with ``probe_server=False``, for checks that must not touch the network). Plain
+    paths and ``file:`` URIs (MLflow's file store) are refused. Database URIs (postgresql,
+    mysql, ...) are used as given.
     """
     scheme = urllib.parse.urlparse(uri).scheme
     if scheme == "sqlite":
         _check_sqlite(uri)
     elif scheme in ("http", "https"):
-        _check_server(uri, timeout)
+        if probe_server:
+            _check_server(uri, timeout)
     elif scheme in ("", "file"):
-        raise InputError(
-            f"tracking URI {uri!r}: file stores are not supported; use sqlite:///PATH/mlflow.db "
-            "or http://HOST:PORT"
+        raise InputError(_file_store_message(uri, scheme))
+
+
+def is_sqlite_file(path: Path) -> bool:
+    """Whether ``path`` starts with the SQLite 3 header (False if it cannot be read)."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def _file_store_message(uri: str, scheme: str) -> str:
+    """Why a plain path or ``file:`` URI is refused; a path to a database gets its sqlite URI."""
+    raw = urllib.parse.unquote(urllib.parse.urlparse(uri).path) if scheme == "file" else uri
+    path = Path(raw).expanduser()
+    head = f"tracking URI {uri!r}"
+    if path.is_file():
+        if is_sqlite_file(path):
+            return (
+                f"{head} is a plain path to an SQLite database; pass it as "
+                f"sqlite:///{path.resolve()}"
+            )
+        return (
+            f"{head} is a plain path to a file that is not an SQLite database; expected "
+            f"{EXPECTED_URI}"
         )
+    return f"{head}: file stores are not supported; use {EXPECTED_URI}"
 
 
 def _check_sqlite(uri: str) -> None:
@@ -74,10 +107,34 @@ def _check_sqlite(uri: str) -> None:
         raise InputError(
             f"tracking URI {uri!r} names no database file; expected sqlite:///PATH/mlflow.db"
         )
+    if db.is_dir():
+        raise InputError(
+            f"tracking URI {uri!r}: {db} is a directory; expected an SQLite database file "
+            f"such as sqlite:///{db / 'mlflow.db'}"
+        )
+    if db.parent.exists() and not db.parent.is_dir():
+        raise InputError(f"tracking URI {uri!r}: {db.parent} is a file, not a directory")
     if not db.parent.is_dir():
         raise InputError(f"tracking URI {uri!r}: directory {db.parent} does not exist")
     if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
         raise InputError(f"tracking URI {uri!r}: {db} is not writable")
+    _check_sqlite_header(uri, db)
+
+
+def _check_sqlite_header(uri: str, db: Path) -> None:
+    """An existing, non-empty database file must start with the SQLite 3 header."""
+    try:
+        if not db.is_file() or db.stat().st_size == 0:
+            return  # missing or empty: MLflow creates the schema
+        with db.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as err:
+        raise InputError(f"tracking URI {uri!r}: {db} cannot be read ({err.strerror})") from None
+    if header != SQLITE_HEADER:
+        raise InputError(
+            f"tracking URI {uri!r}: {db} is not an SQLite database (no 'SQLite format 3' "
+            "header); expected an MLflow SQLite database, or a path where one can be created"
+        )
 
 
 def _check_server(uri: str, timeout: float) -> None:
@@ -112,11 +169,14 @@ def ui_command(uri: str) -> str:
 
 
 __all__ = [
+    "EXPECTED_URI",
+    "SQLITE_HEADER",
     "artifact_location",
     "check_store_exists",
     "check_tracking_uri",
     "default_tracking_uri",
     "is_local_uri",
+    "is_sqlite_file",
     "resolve_tracking_uri",
     "sqlite_path",
     "ui_command",

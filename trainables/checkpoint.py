@@ -9,6 +9,8 @@ it from trained weights. Files are read with ``weights_only=True``; a bad file i
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,30 @@ def checkpoint_file(path: str | Path) -> Path:
     """The checkpoint file at ``path``: the file itself, or :data:`CHECKPOINT_FILE` in a directory."""
     path = Path(path)
     return path / CHECKPOINT_FILE if path.is_dir() else path
+
+
+def check_checkpoint_dir(path: str | Path, label: str = "checkpoint_dir") -> Path:
+    """``path`` as a directory checkpoints can be written to (and resumed from), checked before
+    any training: it is a directory or can be created as one, and a ``checkpoint.pt`` in it is
+    a file. Nothing is created here. ``label`` names the setting in the message."""
+    given = str(path)
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InputError(
+            f"{label} {given!r} is a file; expected a directory to write {CHECKPOINT_FILE} into"
+        )
+    existing = next((p for p in path.parents if p.exists()), Path("."))
+    if not path.exists() and not existing.is_dir():
+        raise InputError(f"{label} {given!r} cannot be created: {str(existing)!r} is a file")
+    writable = path if path.exists() else existing
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise InputError(f"{label} {given!r}: {str(writable)!r} is not writable")
+    file = path / CHECKPOINT_FILE
+    if file.exists() and not file.is_file():
+        raise InputError(
+            f"{label} {given!r}: {str(file)!r} is not a file; expected a trial checkpoint"
+        )
+    return path
 
 
 def architecture_key(model: nn.Module, cfg: TrialConfig) -> dict[str, Any]:
@@ -76,11 +102,15 @@ def read_checkpoint(file: Path) -> dict[str, Any]:
     if not file.is_file():
         raise InputError(f"checkpoint {file} does not exist")
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it
+            warnings.simplefilter("ignore")
+            state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors come in many types; torch's text advises
+        if isinstance(err, OSError) and err.strerror:  # unsafe loading: never shown
+            raise InputError(f"checkpoint {file} cannot be read ({err.strerror})") from None
         raise InputError(
-            f"checkpoint {file} is not a loadable trial checkpoint ({reason})"
+            f"checkpoint {file} is not a loadable trial checkpoint (not a torch.save file of "
+            "tensors and plain values); expected the checkpoint.pt a trial writes"
         ) from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise InputError(f"checkpoint {file} is not a spectral-sweep trial checkpoint")
@@ -141,6 +171,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "apply_checkpoint",
     "architecture_key",
+    "check_checkpoint_dir",
     "checkpoint_config",
     "checkpoint_file",
     "checkpoint_init_profile",

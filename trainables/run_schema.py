@@ -40,6 +40,8 @@ class Tag:
     CONFIG_KEY = TAG_PREFIX + "config_key"  # TrialConfig.key: same experiment, same key
     REFERENCE_RUN = TAG_PREFIX + "reference_run_id"  # predictions and confirmations
     REASON = TAG_PREFIX + "reason"  # adaptive: why the strategy trained this configuration
+    STOPPED_EARLY = TAG_PREFIX + "stopped_early"  # "true": the scheduler (ASHA) stopped it
+    EPOCHS_COMPLETED = TAG_PREFIX + "epochs_completed"  # of a run stopped early or killed
 
 
 class Role:

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from trainables.checkpoint import (
     CHECKPOINT_FILE,
     apply_checkpoint,
+    check_checkpoint_dir,
     checkpoint_config,
     checkpoint_file,
     checkpoint_init_profile,
@@ -236,13 +237,18 @@ def run_trial(
     ``progress`` shows a progress bar (the CLI); Tune shows its own table.
     """
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
+    # the files a trial reads and writes are checked before any data is read or trained on
+    ckpt_dir = check_checkpoint_dir(checkpoint_dir) if checkpoint_dir is not None else None
+    resuming = resume and ckpt_dir is not None and (ckpt_dir / CHECKPOINT_FILE).exists()
+    if not resuming and cfg.pretrained not in ("false", "true"):
+        from trainables.models.encoder import check_state_file
+
+        check_state_file(cfg.pretrained)
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     train_set, eval_set, num_classes = build_datasets(cfg)
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    resuming = resume and ckpt_dir is not None and (ckpt_dir / CHECKPOINT_FILE).exists()
     model = build_network(cfg, num_classes, device, from_checkpoint=resuming)
     train_loader = make_loader(train_set, cfg, train=True)
     eval_loader = make_loader(eval_set, cfg, train=False)

@@ -71,7 +71,6 @@ def demo_settings(directory: Path, name: str, space_name: str, **options: Any) -
     from search_spaces import get_space
 
     storage, uri = demo_locations(directory)
-    storage.mkdir(parents=True, exist_ok=True)
     space = get_space(space_name).to_dict()
     return SweepSettings(space=space, name=name, storage=str(storage), tracking_uri=uri, **options)
 
@@ -298,10 +297,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise InputError(f"--max-concurrent {args.max_concurrent} must be >= 1")
+    from orchestrator.commands import check_output_dir, make_output_dir
+    from orchestrator.preflight import check_name
+
     get_space(args.space)  # an unknown name fails here, listing the spaces
     name = args.name or args.space
-    directory = Path(args.dir).expanduser().resolve()
-    directory.mkdir(parents=True, exist_ok=True)
+    check_name(name)  # a sweep, a directory and an experiment: no '/', no '..'
+    directory = make_output_dir(check_output_dir(args.dir, "--dir").resolve(), "--dir")
     began = time.perf_counter()
     verbose = 0 if args.quiet else 1
     options = {"space": args.space, "max_concurrent": args.max_concurrent, "verbose": verbose}

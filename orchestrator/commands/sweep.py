@@ -289,22 +289,29 @@ def print_trials(space: Any) -> None:
 
 
 def print_outcome(outcome: Any, settings: Any) -> int:
-    """One summary block; exit 0 (all finished), 1 (some failed) or 130 (interrupted)."""
+    """One summary block; exit 0 (all ended well), 1 (some failed, or tracking writes lost) or
+    130 (interrupted: the exact command that continues it is printed)."""
     from orchestrator.uris import ui_command
 
+    stopped = f", {outcome.stopped_early} stopped early" if outcome.stopped_early else ""
     print(
-        f"sweep {outcome.name}: {outcome.finished} finished, {outcome.errored} failed, "
+        f"sweep {outcome.name}: {outcome.finished} finished{stopped}, {outcome.errored} failed, "
         f"{outcome.unfinished} unfinished of {outcome.total} trials"
     )
     print(f"Tune results: {outcome.path}")
     print(f"MLflow experiment {settings.mlflow_experiment!r} at {outcome.tracking_uri}")
     print(f"open the UI: {ui_command(outcome.tracking_uri)}")
-    if outcome.unfinished:
+    code = 0
+    if outcome.tracking_lost:
         print(
-            "sweep interrupted; continue it with: spectral-sweep sweep --resume "
-            f"--name {settings.name} --storage {Path(settings.storage)}",
+            f"{len(outcome.tracking_lost)} tracking write(s) could not be made to "
+            f"{outcome.tracking_uri} (first: {outcome.tracking_lost[0]}); once the store "
+            f"answers, {resume_command(settings)} repairs the runs from Tune's results",
             file=sys.stderr,
         )
+        code = 1
+    if outcome.unfinished:
+        print(f"sweep interrupted; continue it with: {resume_command(settings)}", file=sys.stderr)
         return 130
     if outcome.errored:
         print(
@@ -312,8 +319,16 @@ def print_outcome(outcome: Any, settings: Any) -> int:
             f"tag {Tag.ERROR}",
             file=sys.stderr,
         )
-        return 1
-    return 0
+        code = 1
+    return code
+
+
+def resume_command(settings: Any) -> str:
+    """The exact command that continues (or repairs) the sweep."""
+    return (
+        f"spectral-sweep sweep --resume --name {settings.name} "
+        f"--storage {Path(settings.storage).expanduser().resolve()}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -324,6 +339,9 @@ def run(args: argparse.Namespace) -> int:
         check_numbers(args)
         if args.space is None and args.space_file is None:
             raise InputError("give --space NAME or --space-file FILE (see `spectral-sweep spaces`)")
+        from orchestrator.uris import check_tracking_uri, resolve_tracking_uri
+
+        check_tracking_uri(resolve_tracking_uri(args.tracking_uri), probe_server=False)
         print_trials(load_space(args))
         return 0
     from orchestrator.commands.outcomes import print_adaptive, print_estimate

@@ -120,9 +120,12 @@ def _json_safe(value: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Train, then print the summary (JSON or a short table)."""
+    from trainables.checkpoint import check_checkpoint_dir
     from trainables.trial import TrialDiverged, TrialReport, run_trial
 
     cfg = config_from_args(args)
+    if args.checkpoint_dir is not None:  # named as the flag; run_trial checks it again
+        check_checkpoint_dir(args.checkpoint_dir, "--checkpoint-dir")
     show_progress = not args.no_progress and sys.stderr.isatty()
 
     def on_report(report: TrialReport) -> None:

@@ -9,11 +9,20 @@ Layout under ``root``::
 
 The class count is ``num_classes`` when given, else the length of ``classes.txt``, else the
 largest mask value below 255 plus one (every mask is read once to find it).
+
+What counts as an image: every entry of ``images/`` must be a file named ``*.jpg``, ``*.jpeg``
+or ``*.png`` (any case) whose header PIL identifies as JPEG or PNG; hidden entries (names
+starting with ``.``, e.g. ``.DS_Store``) are ignored. Anything else there (``notes.txt``, a
+sub-directory, a ``.png`` that is not an image) is an error naming it, raised when the data set
+is built, before anything reads its pixels; so is an image without its mask. Only headers are
+checked then: a file whose pixels cannot be decoded fails, naming it, when it is read.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
 
 from trainables.data.base import DatasetRequest, PairedFileDataset, read_index_mask
 from trainables.data.transforms import IGNORE_INDEX
@@ -23,19 +32,40 @@ from trainables.errors import InputError
 __all__ = ["FolderSegmentation", "build_folder"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+#: PIL formats accepted under those names (MPO: the multi-picture JPEG many cameras write).
+IMAGE_FORMATS = ("JPEG", "MPO", "PNG")
 
 
 def _list_images(image_dir: Path) -> dict[str, Path]:
-    """Stem -> image file of every image in ``image_dir``."""
+    """Stem -> image file of every image in ``image_dir`` (see the module docstring's rule)."""
     if not image_dir.is_dir():
         raise InputError(f"image directory {str(image_dir)!r} does not exist")
     images: dict[str, Path] = {}
     for path in sorted(image_dir.iterdir()):
-        if path.suffix.lower() in IMAGE_EXTENSIONS:
-            if path.stem in images:
-                raise InputError(f"image stem {path.stem!r} appears twice in {str(image_dir)!r}")
-            images[path.stem] = path
+        if path.name.startswith("."):
+            continue
+        _check_image_file(path)
+        if path.stem in images:
+            raise InputError(f"image stem {path.stem!r} appears twice in {str(image_dir)!r}")
+        images[path.stem] = path
     return images
+
+
+def _check_image_file(path: Path) -> None:
+    """A ``.jpg``/``.jpeg``/``.png`` file whose header is JPEG or PNG, or an InputError naming it."""
+    expected = f"expected only image files ({', '.join(IMAGE_EXTENSIONS)}) in images/"
+    if not path.is_file():
+        raise InputError(f"{str(path)!r} is not a file; {expected}")
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise InputError(f"{str(path)!r} is not an image file; {expected}")
+    try:
+        with Image.open(path) as image:  # reads the header only
+            kind = image.format
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or "not a JPEG or PNG image"
+        raise InputError(f"image {str(path)!r} cannot be read ({reason}); {expected}") from None
+    if kind not in IMAGE_FORMATS:
+        raise InputError(f"image {str(path)!r} is a {kind} file; {expected} (JPEG or PNG)")
 
 
 def _stems(root: Path, split: str, images: dict[str, Path]) -> list[str]:

@@ -2,13 +2,17 @@
 
 The backbone is ``timm.create_model(name, features_only=True, output_stride=16)``. Weights are
 random unless asked for: ``pretrained=True`` fetches timm's hub weights (needs network), a path
-loads a local state dict (a timm classification checkpoint works; head keys are ignored). Nothing
+loads a local state dict (a ``.pth``/``.pt`` file read with ``weights_only=True``, or a
+``.safetensors`` file; a timm classification checkpoint works, head keys are ignored). Nothing
 downloads by default.
 """
 
 from __future__ import annotations
 
 import difflib
+import warnings
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,11 @@ from trainables.models.units import Consumer, PrunableUnit
 OUTPUT_STRIDES = (8, 16, 32)
 #: Prefixes stripped from checkpoint keys (DataParallel, our own model, common wrappers).
 _KEY_PREFIXES = ("", "module.", "encoder.backbone.", "backbone.", "encoder.", "model.")
+#: What a pretrained weights file must hold (the end of every error about one).
+STATE_DICT_EXPECTED = (
+    "expected a state dict of the backbone (a .pth/.pt/.safetensors file holding a mapping of "
+    "parameter names to tensors)"
+)
 
 
 def check_backbone(name: str) -> None:
@@ -37,24 +46,77 @@ def check_backbone(name: str) -> None:
     raise InputError(f"unknown backbone {name!r}; close timm matches: {hint}")
 
 
-def load_state_file(path: Path) -> dict[str, Tensor]:
-    """The state dict in ``path`` (``torch.load(weights_only=True)``), unwrapped if wrapped."""
-    if not path.is_file():
-        raise InputError(f"pretrained weights file {str(path)!r} not found; expected a state dict")
-    try:
-        state: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors come in many types
-        raise InputError(
-            f"pretrained weights {str(path)!r} are not a loadable state dict: {err}"
-        ) from err
+def _unwrap(state: Any, shown: str) -> dict[str, Tensor]:
+    """The parameter-name -> tensor mapping in a loaded file (``state_dict``/``model``/``encoder``
+    wrappers unwrapped), or an InputError saying what was found instead."""
     for key in ("state_dict", "model", "encoder"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
-    if not isinstance(state, dict):
+    if not isinstance(state, Mapping):
         raise InputError(
-            f"pretrained weights {str(path)!r} hold a {type(state).__name__}, not a dict"
+            f"pretrained weights {shown} hold a {type(state).__name__}; {STATE_DICT_EXPECTED}"
         )
-    return {str(k): v for k, v in state.items() if isinstance(v, Tensor)}
+    tensors = {str(k): v for k, v in state.items() if isinstance(v, Tensor)}
+    if not tensors:
+        raise InputError(
+            f"pretrained weights {shown} hold a mapping without tensors; {STATE_DICT_EXPECTED}"
+        )
+    return tensors
+
+
+def _not_weights(shown: str) -> InputError:
+    # torch.load's own message advises weights_only=False (running the file's code): never shown
+    return InputError(
+        f"pretrained weights {shown} are not a PyTorch or safetensors file of tensors; "
+        f"{STATE_DICT_EXPECTED}"
+    )
+
+
+def _read_weights(path: Path, *, lazy: bool) -> Any:
+    """The object in a weights file: safetensors by suffix, else ``torch.load(weights_only=True)``
+    (``lazy``: memory-mapped tensors, or only the safetensors keys, for a cheap check)."""
+    shown = repr(str(path))
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors import safe_open
+            from safetensors.torch import load_file
+
+            if lazy:
+                with safe_open(str(path), framework="pt", device="cpu") as handle:
+                    return {key: torch.empty(0) for key in handle.keys()}  # noqa: SIM118 (not iterable)
+            return load_file(str(path), device="cpu")
+        mmap = lazy and zipfile.is_zipfile(path)  # mmap needs the zip format of torch.save
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as err:  # unpickling and safetensors errors come in many types
+        if isinstance(err, OSError) and err.strerror:  # the file system's (permissions, I/O)
+            raise InputError(
+                f"pretrained weights {shown} cannot be read ({err.strerror})"
+            ) from None
+        raise _not_weights(shown) from None
+
+
+def check_state_file(path: str | Path) -> None:
+    """Check, cheaply, that ``path`` holds a state dict (tensors memory-mapped, not read), so a
+    bad weights file fails before a trial loads data or builds a network."""
+    path = Path(path).expanduser()
+    _check_is_file(path)
+    _unwrap(_read_weights(path, lazy=True), repr(str(path)))
+
+
+def _check_is_file(path: Path) -> None:
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "not found"
+        raise InputError(f"pretrained weights file {str(path)!r} {what}; {STATE_DICT_EXPECTED}")
+
+
+def load_state_file(path: Path) -> dict[str, Tensor]:
+    """The state dict in ``path`` (``.safetensors``, else ``torch.load(weights_only=True)``),
+    unwrapped if wrapped; a file that is not one is an InputError naming it."""
+    path = Path(path).expanduser()
+    _check_is_file(path)
+    return _unwrap(_read_weights(path, lazy=False), repr(str(path)))
 
 
 def load_backbone_weights(backbone: nn.Module, path: Path, name: str) -> None:
@@ -104,7 +166,7 @@ def create_backbone(name: str, output_stride: int, pretrained: bool | str | Path
             f"{output_stride}: {err}"
         ) from err
     if pretrained not in (False, True, None, "", "false"):
-        load_backbone_weights(backbone, Path(str(pretrained)), name)
+        load_backbone_weights(backbone, Path(str(pretrained)).expanduser(), name)
     return backbone
 
 

@@ -1,0 +1,381 @@
+"""Bad files given as input: one line on stderr naming the value, exit 2, before any work.
+
+Each test builds the bad input under ``tmp_path``, runs ``orchestrator.cli.main`` and checks
+that nothing was created: no output directory, no checkpoint, no tracking store or lock file.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixtures_data import make_folder
+
+from orchestrator.cli import main
+
+#: Text torch.load puts in its errors: advice to load unsafely, never to be passed on.
+UNSAFE_ADVICE = "weights_only"
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in an empty directory, without a tracking URI or Ray address from the environment."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    return tmp_path
+
+
+def fails_with(capsys: pytest.CaptureFixture[str], argv: list[str], *fragments: str) -> str:
+    """Run the CLI; it must exit 2 with one stderr line holding every fragment, no traceback."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"spectral-sweep {argv[0]}: error: "), err
+    assert "Traceback" not in err and UNSAFE_ADVICE not in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+def listing(root: Path) -> set[Path]:
+    """Every path under ``root`` (to check that a failed command created nothing)."""
+    return set(root.rglob("*"))
+
+
+def text_file(path: Path, text: str = "not what you think\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+# --------------------------------------------------------------------- tracking URI (1-3)
+
+
+@pytest.fixture
+def not_a_db(in_tmp: Path) -> Path:
+    """A text file where an SQLite database is expected."""
+    return text_file(in_tmp / "store" / "notadb.db", "this is not a database\n")
+
+
+def test_runs_with_a_text_file_as_sqlite_store(
+    not_a_db: Path, in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = listing(in_tmp)
+    uri = f"sqlite:///{not_a_db}"
+    fails_with(
+        capsys,
+        ["runs", "--experiment", "E", "--tracking-uri", uri],
+        uri,
+        "is not an SQLite database",
+    )
+    assert listing(in_tmp) == before and not_a_db.read_text() == "this is not a database\n"
+
+
+def test_analyze_with_a_text_file_as_sqlite_store(
+    not_a_db: Path, in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = listing(in_tmp)
+    out = in_tmp / "report"
+    uri = f"sqlite:///{not_a_db}"
+    fails_with(
+        capsys,
+        ["analyze", "--experiment", "E", "--out", str(out), "--tracking-uri", uri],
+        uri,
+        "is not an SQLite database",
+    )
+    assert listing(in_tmp) == before and not out.exists()
+
+
+def test_sweep_with_a_text_file_as_sqlite_store(
+    not_a_db: Path, in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = in_tmp / "runs"  # not created by a refused sweep
+    before = listing(in_tmp)
+    uri = f"sqlite:///{not_a_db}"
+    fails_with(
+        capsys,
+        ["sweep", "--space", "smoke", "--storage", str(storage), "--tracking-uri", uri],
+        uri,
+        "is not an SQLite database",
+    )
+    assert listing(in_tmp) == before and not storage.exists()
+
+
+def test_sweep_dry_run_with_a_text_file_as_sqlite_store(
+    not_a_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = f"sqlite:///{not_a_db}"
+    fails_with(
+        capsys,
+        ["sweep", "--space", "smoke", "--dry-run", "--tracking-uri", uri],
+        uri,
+        "is not an SQLite database",
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda d: f"sqlite:///{d}", "is a directory"),  # the store's directory, not its file
+        (lambda d: str(d / "notadb.db"), "plain path to a file that is not an SQLite database"),
+        (lambda d: (d / "notadb.db").as_uri(), "plain path to a file that is not an SQLite"),
+    ],
+    ids=["sqlite-dir", "plain-path", "file-uri"],
+)
+def test_runs_with_other_store_paths_that_are_no_database(
+    not_a_db: Path, capsys: pytest.CaptureFixture[str], make: Any, fragment: str
+) -> None:
+    uri = make(not_a_db.parent)
+    fails_with(capsys, ["runs", "--experiment", "E", "--tracking-uri", uri], uri, fragment)
+
+
+def test_tracking_uri_check_accepts_new_empty_and_real_databases(tmp_path: Path) -> None:
+    import sqlite3
+
+    from orchestrator.uris import check_tracking_uri
+    from trainables.errors import InputError
+
+    check_tracking_uri(f"sqlite:///{tmp_path / 'new.db'}")  # MLflow creates it
+    (tmp_path / "empty.db").touch()
+    check_tracking_uri(f"sqlite:///{tmp_path / 'empty.db'}")
+    sqlite3.connect(tmp_path / "real.db").execute("create table t (x)").connection.close()
+    check_tracking_uri(f"sqlite:///{tmp_path / 'real.db'}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db", "real.db"]
+    under_a_file = f"sqlite:///{tmp_path / 'empty.db' / 'mlflow.db'}"
+    with pytest.raises(InputError, match=r"empty\.db is a file, not a directory"):
+        check_tracking_uri(under_a_file)
+
+
+def test_plain_path_to_a_database_suggests_its_sqlite_uri(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    db = in_tmp / "mlflow.db"
+    sqlite3.connect(db).execute("create table t (x)").connection.close()
+    fails_with(
+        capsys,
+        ["runs", "--experiment", "E", "--tracking-uri", str(db)],
+        f"pass it as sqlite:///{db}",
+    )
+
+
+# --------------------------------------------------------------------- checkpoint dir (4-5)
+
+
+def test_train_checkpoint_dir_that_is_a_file(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trainables.trial
+
+    def no_work(*_: Any, **__: Any) -> Any:
+        raise AssertionError("data read before the checkpoint directory was checked")
+
+    monkeypatch.setattr(trainables.trial, "build_datasets", no_work)
+    target = text_file(in_tmp / "ck")
+    before = listing(in_tmp)
+    fails_with(
+        capsys, ["train", "--checkpoint-dir", str(target)], f"--checkpoint-dir {str(target)!r}"
+    )
+    below = target / "sub"
+    fails_with(capsys, ["train", "--checkpoint-dir", str(below)], str(below), "cannot be created")
+    assert listing(in_tmp) == before and target.read_text() == "not what you think\n"
+
+
+def test_run_trial_checkpoint_dir_that_is_a_file(tmp_path: Path) -> None:
+    from trainables.errors import InputError
+    from trainables.trial import run_trial
+
+    target = text_file(tmp_path / "ck")
+    with pytest.raises(InputError, match="is a file; expected a directory"):
+        run_trial({"backbone": "test_resnet", "input_size": 32}, checkpoint_dir=target)
+
+
+def test_spg_checkpoint_that_is_no_checkpoint(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = text_file(in_tmp / "ck.pt")
+    out = in_tmp / "out"
+    fails_with(
+        capsys,
+        [
+            "spg",
+            "--op",
+            "decoder",
+            "--size",
+            "8",
+            "--checkpoint-dir",
+            str(target),
+            "--out",
+            str(out),
+        ],
+        str(target),
+        "is not a loadable trial checkpoint",
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["spectrum", "spg"])
+def test_out_that_is_a_file(in_tmp: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    target = text_file(in_tmp / "out")
+    argv = (
+        ["spectrum", "--dataset", "synthetic-smooth"]
+        if command == "spectrum"
+        else ["spg", "--op", "conv", "--size", "8"]
+    )
+    fails_with(capsys, [*argv, "--out", str(target)], str(target), "is not a directory")
+    assert target.read_text() == "not what you think\n"
+
+
+# --------------------------------------------------------------------- pretrained weights (6)
+
+
+def _text(path: Path) -> None:
+    path.write_text("conv1.weight: 0.1 0.2\n")
+
+
+def _tensor(path: Path) -> None:
+    import torch
+
+    torch.save(torch.zeros(3), path)
+
+
+def _list(path: Path) -> None:
+    import torch
+
+    torch.save([torch.zeros(3)], path)
+
+
+def _object(path: Path) -> None:
+    path.write_bytes(pickle.dumps(Path("x"), protocol=4))  # a pickle weights_only refuses
+
+
+def _no_tensors(path: Path) -> None:
+    import torch
+
+    torch.save({"epoch": 3}, path)
+
+
+def _bad_safetensors(path: Path) -> None:
+    path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "found"),
+    [
+        ("weights.txt", _text, "are not a PyTorch or safetensors file"),
+        ("tensor.pt", _tensor, "hold a Tensor"),
+        ("list.pth", _list, "hold a list"),
+        ("object.pt", _object, "are not a PyTorch or safetensors file"),
+        ("epoch.pt", _no_tensors, "hold a mapping without tensors"),
+        ("broken.safetensors", _bad_safetensors, "are not a PyTorch or safetensors file"),
+    ],
+)
+def test_train_pretrained_that_is_no_state_dict(
+    in_tmp: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    write: Any,
+    found: str,
+) -> None:
+    import trainables.trial
+
+    def no_work(*_: Any, **__: Any) -> Any:
+        raise AssertionError("data read before the pretrained weights were checked")
+
+    monkeypatch.setattr(trainables.trial, "build_datasets", no_work)
+    weights = in_tmp / name
+    write(weights)
+    ckpt = in_tmp / "ck"
+    before = listing(in_tmp)
+    fails_with(
+        capsys,
+        ["train", "--pretrained", str(weights), "--checkpoint-dir", str(ckpt)],
+        f"pretrained weights {str(weights)!r}",
+        found,
+        "expected a state dict of the backbone (a .pth/.pt/.safetensors file holding a mapping "
+        "of parameter names to tensors)",
+    )
+    assert listing(in_tmp) == before and not ckpt.exists()
+
+
+def test_trial_config_pretrained_that_is_no_state_dict(tmp_path: Path) -> None:
+    from trainables.errors import InputError
+    from trainables.trial import run_trial
+
+    weights = tmp_path / "w.pt"
+    _tensor(weights)
+    with pytest.raises(InputError, match="hold a Tensor; expected a state dict") as caught:
+        run_trial({"backbone": "test_resnet", "input_size": 32, "pretrained": str(weights)})
+    assert caught.value.__cause__ is None and UNSAFE_ADVICE not in str(caught.value)
+
+
+def test_pretrained_safetensors_and_pth_load(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from trainables.models import build_model
+    from trainables.models.encoder import check_state_file
+
+    torch.manual_seed(1)
+    source = build_model("dan", "test_resnet", num_classes=3).encoder.backbone.state_dict()
+    save_file({k: v.contiguous() for k, v in source.items()}, str(tmp_path / "w.safetensors"))
+    torch.save({"state_dict": source}, tmp_path / "w.pth")
+    for name in ("w.safetensors", "w.pth"):
+        check_state_file(tmp_path / name)
+        torch.manual_seed(2)
+        loaded = build_model("dan", "test_resnet", num_classes=3, pretrained=tmp_path / name)
+        got = loaded.encoder.backbone.state_dict()
+        assert all(torch.equal(source[k], got[k]) for k in source), name
+
+
+# --------------------------------------------------------------------- folder data set (7)
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("notes.txt", "is not an image file; expected only image files (.jpg, .jpeg, .png)"),
+        ("x.png", "cannot be read (not a JPEG or PNG image)"),
+        ("sub", "is not a file"),
+    ],
+)
+def test_spectrum_folder_with_a_non_image_in_images(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], name: str, fragment: str
+) -> None:
+    import shutil
+
+    root = make_folder(in_tmp / "data", ["a", "b"])
+    bad = root / "images" / name
+    if name == "sub":
+        bad.mkdir()
+    else:
+        text_file(bad)
+        shutil.copy(root / "masks" / "a.png", root / "masks" / f"{bad.stem}.png")  # has a mask
+    out = in_tmp / "out"
+    fails_with(
+        capsys,
+        ["spectrum", "--dataset", "folder", "--data-root", str(root), "--out", str(out)],
+        repr(str(bad)),
+        fragment,
+    )
+    assert not out.exists()
+
+
+def test_folder_ignores_hidden_files_and_refuses_other_formats(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from trainables.data import build_dataset
+    from trainables.errors import InputError
+
+    root = make_folder(tmp_path, ["a", "b"])
+    text_file(root / "images" / ".DS_Store")
+    assert len(build_dataset("folder", root, input_size=16)) == 2
+    Image.new("RGB", (4, 4)).save(root / "images" / "c.png", format="BMP")
+    with pytest.raises(InputError, match=r"c\.png' is a BMP file"):
+        build_dataset("folder", root, input_size=16)
