@@ -30,30 +30,28 @@ def quiet_mlflow_logs() -> None:
 
 
 def client_for(tracking_uri: str) -> MlflowClient:
-    """An ``MlflowClient`` on ``tracking_uri``, quietly. A SQLite file that does not exist yet
-    gets its schema here, under a file lock (``<db>.lock``): two sweeps creating one new store
-    at once would otherwise race on it ("index ... already exists")."""
+    """An ``MlflowClient`` on ``tracking_uri``, quietly. On a SQLite file the client is made
+    (which opens the store and creates or upgrades its schema) under a file lock (``<db>.lock``): two sweeps opening
+    one new store at once would otherwise race on it ("duplicate column", "index ... already
+    exists")."""
     from mlflow import MlflowClient
 
     quiet_mlflow_logs()
-    client = MlflowClient(tracking_uri=tracking_uri)
-    database = _new_sqlite_file(tracking_uri)
-    if database is not None:
-        with _locked(database.with_name(database.name + ".lock")):
-            client.search_experiments(max_results=1)  # the first query creates the schema
-    return client
+    database = _sqlite_file(tracking_uri)
+    if database is None:
+        return MlflowClient(tracking_uri=tracking_uri)
+    with _locked(database.with_name(database.name + ".lock")):
+        return MlflowClient(tracking_uri=tracking_uri)  # opening the store creates the schema
 
 
-def _new_sqlite_file(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI when it does not exist yet (or is empty)."""
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (whose folder exists), else None."""
     if not uri.startswith("sqlite:///"):
         return None
     rest = uri.removeprefix("sqlite:///").split("?", 1)[0]
     if not rest or rest == ":memory:":
         return None
     path = Path(rest if rest.startswith("/") else Path.cwd() / rest)
-    if path.exists() and path.stat().st_size > 0:
-        return None
     return path if path.parent.is_dir() else None
 
 

@@ -35,7 +35,8 @@ def load_runs_mlflow(tracking_uri: str, experiment: str) -> pd.DataFrame:
     annotation_nu_max, seed and context), metrics ``miou, gflops, r_ce_nu{K}`` (latest values),
     and points ``spectrum_uri`` at each run's ``spectrum.csv`` artifact. Runs whose
     ``spectral_sweep.role`` is ``analysis`` or ``prediction`` (nothing trained) and runs without
-    a ``model`` param are skipped; unfinished runs are left out with a warning. An unknown or
+    a ``model`` param are skipped; unfinished runs and runs the scheduler stopped early (tag
+    ``stopped_early``) are left out with a warning that counts them. An unknown or
     empty experiment is an InputError.
     """
     import pandas as pd
@@ -51,6 +52,14 @@ def load_runs_mlflow(tracking_uri: str, experiment: str) -> pd.DataFrame:
     if unfinished.any():
         warn(f"{where}: {int(unfinished.sum())} unfinished run(s) (running or failed) left out")
         trials = trials.loc[~unfinished]
+    stopped = trials.get(f"tags.{Tag.STOPPED_EARLY}", pd.Series([None] * len(trials))) == "true"
+    stopped = stopped.reindex(trials.index, fill_value=False).astype(bool)
+    if stopped.any():
+        warn(
+            f"{where}: {int(stopped.sum())} run(s) stopped early by the scheduler left out "
+            "(fewer epochs: their mIoU is not comparable with finished runs)"
+        )
+        trials = trials.loc[~stopped]
     if trials.empty:
         raise InputError(f"{where} at {tracking_uri} has no finished trial runs")
     frame = pd.DataFrame(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -178,9 +179,10 @@ class MlflowTrackingCallback(tune.Callback):
         node = {Tag.NODE_ID: result.get("node_id"), Tag.NODE_IP: result.get("node_ip")}
         node_tags = {k: str(v) for k, v in node.items() if v}
         config = TrialConfig.from_dict(trial.config)
+        stamp = int(time.time() * 1000)  # fixed now: a retried write repeats the same rows
         self.queue.put(
             f"epoch {step} of trial {trial_id}",
-            lambda: self._log(trial_id, config, metrics, step, node_tags),
+            lambda: self._log(trial_id, config, metrics, step, node_tags, stamp),
         )
 
     def _log(
@@ -190,11 +192,12 @@ class MlflowTrackingCallback(tune.Callback):
         metrics: dict[str, float],
         step: int,
         node_tags: dict[str, str],
+        stamp: int,
     ) -> None:
         run_id = self._open(trial_id, config)
         if run_id is None or step <= self._last_step.get(run_id, -1):
             return  # finished, or an epoch this run already holds (resumed from an older one)
-        store.log_metrics(self.client, run_id, metrics, step=step)
+        store.log_metrics(self.client, run_id, metrics, step=step, timestamp=stamp)
         if node_tags:
             store.set_tags(self.client, run_id, node_tags)
         self._last_step[run_id] = step

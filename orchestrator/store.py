@@ -161,11 +161,18 @@ def log_params(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> 
         retry_locked(lambda chunk=chunk: client.log_batch(run_id, params=chunk))  # type: ignore[misc]
 
 
-def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int) -> None:
-    """Log one evaluation's metrics at ``step`` (the epoch)."""
+def log_metrics(
+    client: MlflowClient,
+    run_id: str,
+    metrics: Mapping[str, float],
+    step: int,
+    timestamp: int | None = None,
+) -> None:
+    """Log one evaluation's metrics at ``step`` (the epoch). ``timestamp`` (ms): when it was
+    measured; a retried write sends the same rows, which the store keeps once."""
     from mlflow.entities import Metric
 
-    now = int(time.time() * 1000)
+    now = timestamp if timestamp is not None else int(time.time() * 1000)
     items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
     for i in range(0, len(items), _METRICS_PER_BATCH):
         chunk = items[i : i + _METRICS_PER_BATCH]

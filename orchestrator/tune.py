@@ -179,10 +179,14 @@ def build_tuner(settings: SweepSettings) -> tune.Tuner:
     else:
         from ray.tune.search.optuna import OptunaSearch
 
+        from orchestrator.unique_search import UniqueConfigs
+
         metric: Any = [Metric.GFLOPS, Metric.MIOU] if settings.multi_objective else Metric.MIOU
         mode: Any = ["min", "max"] if settings.multi_objective else "max"
-        search_alg = OptunaSearch(
-            space=OptunaSpace(space.to_dict()), metric=metric, mode=mode, seed=settings.seed
+        search_alg = UniqueConfigs(
+            OptunaSearch(
+                space=OptunaSpace(space.to_dict()), metric=metric, mode=mode, seed=settings.seed
+            )
         )
         param_space = {}
         num_samples = settings.num_samples or len(configs)

@@ -23,7 +23,10 @@ from orchestrator.commands.backtest import add_strategy_flags
 from orchestrator.preflight import check_storage, sweep_exists
 from orchestrator.settings import DEFAULT_STORAGE
 from trainables.errors import InputError
-from trainables.run_schema import STRATEGIES, Strategy, Tag
+from trainables.run_schema import STRATEGIES, Metric, Strategy, Tag
+
+#: Metrics ASHA may compare trials on (all maximised).
+ASHA_METRICS: tuple[str, ...] = (Metric.MIOU, Metric.BOUNDARY_IOU, Metric.PIXEL_ACC)
 
 if TYPE_CHECKING:
     from orchestrator.settings import SweepSettings
@@ -71,7 +74,28 @@ def register(sub: Any) -> None:
         "--scheduler",
         choices=("fifo", "asha"),
         default="fifo",
-        help="asha: stop weak trials early on miou (max)",
+        help="asha: stop weak trials early (their runs are tagged stopped_early and left out of "
+        "analyze, backtest and estimator fits)",
+    )
+    p.add_argument(
+        "--asha-metric",
+        choices=ASHA_METRICS,
+        default="miou",
+        help="asha: the metric trials are compared on, maximised (default miou)",
+    )
+    p.add_argument(
+        "--asha-grace-period",
+        type=int,
+        default=1,
+        metavar="N",
+        help="asha: evaluations every trial runs before it may be stopped (default 1)",
+    )
+    p.add_argument(
+        "--asha-reduction-factor",
+        type=float,
+        default=3.0,
+        metavar="F",
+        help="asha: keep 1/F of the trials at each rung (default 3)",
     )
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional allowed, e.g. 0.5")
@@ -81,6 +105,14 @@ def register(sub: Any) -> None:
         type=int,
         default=1,
         help="retries of a failed trial, each from its last checkpoint (default 1; -1: forever)",
+    )
+    p.add_argument(
+        "--tracking-flush-seconds",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="at the end, wait this long for tracking writes queued during a store outage "
+        "(default 120); what is still unwritten is reported (exit 1) and --resume repairs it",
     )
     p.add_argument(
         "--resume",
@@ -171,6 +203,21 @@ def check_numbers(args: argparse.Namespace) -> None:
             raise InputError("--num-samples needs --search optuna (a grid runs every trial once)")
         if args.multi_objective:
             raise InputError("--multi-objective needs --search optuna")
+    if args.scheduler != "asha":
+        asha_only = {
+            "--asha-metric": args.asha_metric != "miou",
+            "--asha-grace-period": args.asha_grace_period != 1,
+            "--asha-reduction-factor": args.asha_reduction_factor != 3.0,
+        }
+        for flag, given in asha_only.items():
+            if given:
+                raise InputError(f"{flag} needs --scheduler asha")
+    if not args.tracking_flush_seconds >= 0:
+        raise InputError(f"--tracking-flush-seconds {args.tracking_flush_seconds} must be >= 0")
+    if args.asha_grace_period < 1:
+        raise InputError(f"--asha-grace-period {args.asha_grace_period} must be >= 1")
+    if not args.asha_reduction_factor > 1:
+        raise InputError(f"--asha-reduction-factor {args.asha_reduction_factor} must be > 1")
     if args.num_samples is not None and args.num_samples < 1:
         raise InputError(f"--num-samples {args.num_samples} must be >= 1")
     if args.strategy == Strategy.PAPER:
@@ -223,6 +270,10 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
         num_samples=args.num_samples,
         multi_objective=args.multi_objective,
         scheduler=args.scheduler,
+        asha_metric=args.asha_metric,
+        asha_grace_period=args.asha_grace_period,
+        asha_reduction_factor=args.asha_reduction_factor,
+        tracking_flush_seconds=args.tracking_flush_seconds,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent,

@@ -1,0 +1,94 @@
+"""The fault suite: real sweeps (real ``spectral-sweep`` drivers, a real local Ray, a real
+MLflow store or ``mlflow server`` on 127.0.0.1) hit by the faults an operator meets, each
+checked against Tune's own record: one FINISHED run per trial, every epoch logged once, the
+right exit code. ``benchmarks/faults.py`` runs the same scenarios larger and prints a table.
+
+Before the reliability work each of these failed as the issue describes: Ctrl-C with every
+trial running exited 0 and said "2 finished"; a driver killed after a result could resume into
+a FAILED trial (its checkpoint deleted) or log epochs twice; a store outage left runs RUNNING
+for good with exit 0; two processes opening one new SQLite store raced on its schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fault_scenarios as faults
+import pytest
+
+from orchestrator.cli import main
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.faults]
+
+
+def clean(observed: faults.Observed) -> None:
+    assert observed.lost == 0, observed.notes
+    assert observed.duplicated == 0, observed.notes
+    assert observed.runs == observed.finished, observed.notes
+
+
+def test_worker_killed_mid_trial(tmp_path: Path) -> None:
+    observed = faults.worker_killed(tmp_path, trials=2, epochs=3)
+    assert observed.exit_codes == [0]
+    assert "killed 1 worker(s)" in observed.notes
+    clean(observed)
+
+
+def test_driver_killed_after_results_three_times_then_resumed(tmp_path: Path) -> None:
+    observed = faults.driver_killed(tmp_path, kills=3, trials=1, epochs=4)
+    assert observed.exit_codes == [-9, -9, -9, 0]
+    clean(observed)
+
+
+@pytest.mark.parametrize("pending", [True, False], ids=["trials-pending", "all-running"])
+def test_ctrl_c_exits_130_with_the_resume_command(tmp_path: Path, pending: bool) -> None:
+    observed = faults.interrupted(tmp_path, pending=pending, epochs=3)
+    assert observed.exit_codes == [130, 0]
+    assert "no resume command printed" not in observed.notes
+    summary = observed.notes[-1]  # the interrupted driver's counts: nothing had finished
+    assert " 0 finished" in summary and " unfinished of " in summary, summary
+    clean(observed)
+
+
+@pytest.mark.mlflow_server
+def test_mlflow_server_outage_loses_nothing(tmp_path: Path) -> None:
+    observed = faults.store_outage(tmp_path, outage=15.0, epochs=4)
+    assert observed.exit_codes == [0]
+    clean(observed)
+
+
+@pytest.mark.mlflow_server
+def test_mlflow_server_down_at_the_end_is_reported_then_repaired(tmp_path: Path) -> None:
+    observed = faults.store_down_at_the_end(tmp_path, epochs=2)
+    assert observed.exit_codes == [1, 0]  # writes lost, said so; --resume repaired them
+    clean(observed)
+
+
+def test_two_processes_create_one_new_store(tmp_path: Path) -> None:
+    observed = faults.two_new_stores(tmp_path, rounds=3)
+    assert observed.exit_codes == [0] * 6
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--name", "../../../escaped"],
+        ["sweep", "--space", "smoke", "--name", "../escaped"],
+        ["sweep", "--space", "smoke", "--name", ".."],
+    ],
+)
+def test_a_path_escaping_name_is_refused_before_anything_is_created(
+    tmp_path: Path,
+    argv: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    work = tmp_path / "a" / "b" / "c"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    extra = ["--dir", str(work)] if argv[0] == "demo" else ["--storage", str(work / "runs")]
+    assert main([*argv, *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a valid sweep name" in err[0]
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
