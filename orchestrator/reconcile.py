@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 def reconcile(settings: SweepSettings, results: Any) -> list[str]:
     """Repair the runs of ``results`` (a Tune ResultGrid); returns what could not be repaired."""
     ledger = TrialLedger.open(settings.experiment_path)
+    note_endings(ledger, results)  # first, so the counts are right even with the store down
     try:
         client = store.make_client(settings.tracking_uri)
         experiment_id = store.ensure_experiment(
@@ -59,6 +60,20 @@ def reconcile(settings: SweepSettings, results: Any) -> list[str]:
         except Exception as err:
             problems.append(f"reconcile trial {trial_id}: {_first_line(err)}")
     return problems
+
+
+def note_endings(ledger: TrialLedger, results: Any) -> None:
+    """Trials whose last report was their last epoch, or that failed, but that the ledger does
+    not know (the driver died before it noted the end): noted from Tune's results."""
+    for result in results:
+        trial_id = Path(result.path).name
+        if ledger.outcome(trial_id) is not None:
+            continue
+        last = result.metrics or {}
+        if result.error is not None:
+            ledger.record(trial_id, FAILED, epochs_completed(last))
+        elif last.get("final"):
+            ledger.record(trial_id, FINISHED, epochs_completed(last))
 
 
 def _runs_by_trial(client: Any, experiment_id: str) -> dict[str, Any]:
@@ -90,11 +105,6 @@ def _reconcile_trial(
     trial_id = Path(result.path).name
     last = result.metrics or {}
     outcome = ledger.outcome(trial_id)
-    if outcome is None and result.error is None and last.get("final"):
-        outcome = FINISHED  # the driver died before it noted the end
-        ledger.record(trial_id, outcome, epochs_completed(last))
-    if outcome is None and result.error is not None:
-        outcome = FAILED
     status = None if run is None else run.info.status
     if outcome in (FINISHED, STOPPED_EARLY) and status != "FINISHED":
         config = TrialConfig.from_dict(result.config)

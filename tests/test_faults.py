@@ -27,17 +27,38 @@ def clean(observed: faults.Observed) -> None:
     assert observed.runs == observed.finished, observed.notes
 
 
+def same_history_as_uninterrupted(root: Path, name: str) -> None:
+    """Each run's mIoU per epoch equals a fresh, uninterrupted ``run_trial`` of its config
+    (trials are deterministic on the CPU; a resume restores model, optimiser and RNG)."""
+    from mlflow import MlflowClient
+
+    from trainables.run_schema import from_params
+    from trainables.trial import run_trial
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{(root / 'mlflow.db').resolve()}")
+    experiment = client.get_experiment_by_name(name)
+    assert experiment is not None
+    for run in client.search_runs([experiment.experiment_id]):
+        logged = sorted(client.get_metric_history(run.info.run_id, "miou"), key=lambda m: m.step)
+        fresh = run_trial(from_params(run.data.params))
+        assert [m.step for m in logged] == [r.epoch for r in fresh.reports]
+        for m, r in zip(logged, fresh.reports, strict=True):
+            assert m.value == pytest.approx(r.metrics["miou"], rel=1e-6, abs=1e-9)
+
+
 def test_worker_killed_mid_trial(tmp_path: Path) -> None:
     observed = faults.worker_killed(tmp_path, trials=2, epochs=3)
     assert observed.exit_codes == [0]
     assert "killed 1 worker(s)" in observed.notes
     clean(observed)
+    same_history_as_uninterrupted(tmp_path, "worker-killed")
 
 
 def test_driver_killed_after_results_three_times_then_resumed(tmp_path: Path) -> None:
     observed = faults.driver_killed(tmp_path, kills=3, trials=1, epochs=4)
     assert observed.exit_codes == [-9, -9, -9, 0]
     clean(observed)
+    same_history_as_uninterrupted(tmp_path, "driver-killed")
 
 
 @pytest.mark.parametrize("pending", [True, False], ids=["trials-pending", "all-running"])

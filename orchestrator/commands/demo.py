@@ -17,6 +17,7 @@ Running it again resumes (or reuses) both sweeps and logs nothing twice.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,20 +308,25 @@ def run(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     verbose = 0 if args.quiet else 1
     options = {"space": args.space, "max_concurrent": args.max_concurrent, "verbose": verbose}
+    again = f"spectral-sweep demo --dir {directory} --space {args.space} --name {name}"
     exhaustive = run_exhaustive(directory, name=name, **options)
     if exhaustive.unfinished:
-        print("demo interrupted; run it again to resume")
+        print(f"demo interrupted; continue it with: {again}", file=sys.stderr)
         return 130
     estimate_name = name + ESTIMATE_SUFFIX
     estimate = run_estimate_strategy(directory, name=estimate_name, confirm=args.confirm, **options)
     if estimate.interrupted:
-        print("demo interrupted; run it again to resume")
+        print(f"demo interrupted; continue it with: {again}", file=sys.stderr)
         return 130
     result = analyze_sweep(directory, name)
     print_verdict(exhaustive, estimate, result)
     print(f"demo finished in {time.perf_counter() - began:.0f} s")
     print_next_steps(directory, [name, estimate_name])
     failed = exhaustive.errored + estimate.references.errored
+    lost = exhaustive.tracking_lost + estimate.references.tracking_lost
     if estimate.confirmations is not None:
         failed += estimate.confirmations.errored
-    return 1 if failed else 0
+        lost += estimate.confirmations.tracking_lost
+    if lost:
+        print(f"{len(lost)} tracking write(s) could not be made; run the demo again to repair")
+    return 1 if failed or lost else 0

@@ -1,0 +1,144 @@
+"""The pieces the fault suite relies on, each alone: the ordered tracking queue (a store that
+fails, then answers), the trial ledger (how a trial ended), and the Optuna wrapper (no repeated
+configuration, references first) on Tune's real ``OptunaSearch``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.ledger import (
+    FAILED,
+    FINISHED,
+    SCHEDULER_STOPS,
+    STOPPED_EARLY,
+    TrialLedger,
+    ended_as,
+    epochs_completed,
+)
+from orchestrator.tracking_queue import WriteQueue
+
+
+class FlakyStore:
+    """A store that refuses ``failures`` calls, then records every write in order."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.written: list[int] = []
+        self.lock = threading.Lock()
+
+    def write(self, value: int) -> None:
+        with self.lock:
+            if self.failures > 0:
+                self.failures -= 1
+                raise ConnectionError("connection refused")
+            self.written.append(value)
+
+
+def test_queue_keeps_order_through_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    store = FlakyStore(failures=3)
+    queue = WriteQueue("http://127.0.0.1:1")
+    with caplog.at_level(logging.WARNING, logger="orchestrator.tracking_queue"):
+        for i in range(20):
+            queue.put(f"write {i}", lambda i=i: store.write(i))
+        assert queue.close(timeout=30) == []
+    assert store.written == list(range(20))  # in order, each once, after the retries
+    assert queue.retries == 3
+    text = caplog.text
+    assert "http://127.0.0.1:1 failed (write 0: connection refused)" in text
+    assert "answers again" in text
+
+
+def test_queue_returns_what_it_could_not_write() -> None:
+    store = FlakyStore(failures=10**6)  # down for good
+    queue = WriteQueue("sqlite:///x.db")
+    for i in range(3):
+        queue.put(f"write {i}", lambda i=i: store.write(i))
+    began = time.monotonic()
+    assert queue.close(timeout=1.0) == ["write 0", "write 1", "write 2"]
+    assert time.monotonic() - began < 15 and store.written == []
+
+
+def test_queue_names_a_slow_store(caplog: pytest.LogCaptureFixture) -> None:
+    queue = WriteQueue("http://slow:5000", slow_seconds=0.2)
+    with caplog.at_level(logging.WARNING, logger="orchestrator.tracking_queue"):
+        queue.put("open the run of trial t1", lambda: time.sleep(0.4))
+        assert queue.close(timeout=10) == []
+    assert "tracking store http://slow:5000 is slow: open the run of trial t1 took" in caplog.text
+
+
+def test_putting_never_waits_for_the_store() -> None:
+    queue = WriteQueue("http://127.0.0.1:1")
+    queue.put("slow", lambda: time.sleep(1.0))
+    began = time.monotonic()
+    for i in range(100):
+        queue.put(f"w{i}", lambda: None)
+    assert time.monotonic() - began < 0.5
+    assert queue.close(timeout=10) == []
+
+
+def test_how_a_trial_ended() -> None:
+    SCHEDULER_STOPS.discard("t2")
+    assert ended_as({"epoch": 7, "final": True}, "t1", errored=False) == FINISHED
+    assert ended_as({"epoch": 2, "final": False}, "t2", errored=False) is None  # interrupted
+    SCHEDULER_STOPS.add("t2")
+    assert ended_as({"epoch": 2, "final": False}, "t2", errored=False) == STOPPED_EARLY
+    assert ended_as({"epoch": 2}, "t3", errored=True) == FAILED
+    assert epochs_completed({"epoch": 2}) == 3 and epochs_completed(None) == 0
+    SCHEDULER_STOPS.discard("t2")
+
+
+def test_ledger_survives_a_new_driver(tmp_path: Path) -> None:
+    ledger = TrialLedger.open(tmp_path)
+    ledger.record("a", FINISHED, 4)
+    ledger.record("b", STOPPED_EARLY, 1)
+    ledger.record("c", FAILED, 0)
+    ledger.forget("c")  # retried
+    again = TrialLedger.open(tmp_path)
+    assert again.counts(["a", "b", "c", "d"]) == {
+        "finished": 1,
+        "stopped_early": 1,
+        "failed": 0,
+        "unfinished": 2,
+    }
+
+
+@pytest.mark.slow
+def test_optuna_never_repeats_and_trains_references_first() -> None:
+    from ray.tune.search import Searcher
+    from ray.tune.search.optuna import OptunaSearch
+
+    from orchestrator.param_space import OptunaSpace
+    from orchestrator.unique_search import UniqueConfigs, key_of
+    from search_spaces import space_from_dict
+
+    space = space_from_dict(
+        {
+            "name": "tiny",
+            "fixed": {"backbone": "resnet18", "dataset": "synthetic-smooth", "input_size": 33},
+            "grid": {"model": ["dan", "deeplabv3plus"], "lrg": [7, 5, 3]},
+        }
+    )
+    search = UniqueConfigs(
+        OptunaSearch(space=OptunaSpace(space.to_dict()), metric="miou", mode="max", seed=0)
+    )
+    handed: list[dict[str, Any]] = []
+    for i in range(20):
+        config = search.suggest(f"t{i}")
+        if config == Searcher.FINISHED:
+            break
+        assert isinstance(config, dict)
+        handed.append(config)
+        search.on_trial_complete(f"t{i}", result={"miou": 0.1 * i})
+    keys = [key_of(c) for c in handed]
+    assert len(keys) == len(set(keys))  # never twice
+    assert len(handed) == 2 * 3 + 2  # every configuration, plus both models' native references
+    for model in ("dan", "deeplabv3plus"):
+        mine = [c for c in handed if c["model"] == model]
+        assert mine[0]["lrg"] is None  # its reference came first
+    assert search.repeats > 0  # Optuna did repeat itself, and was refused
