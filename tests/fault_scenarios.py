@@ -241,6 +241,19 @@ def check_record(sweep: Sweep, observed: Observed) -> Observed:
     return observed
 
 
+def statuses(sweep: Sweep) -> str:
+    """The sweep's MLflow run statuses as ``STATUS=count`` (sorted), e.g. ``KILLED=2``."""
+    from collections import Counter
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=sweep.uri)
+    experiment = client.get_experiment_by_name(sweep.name)
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    counts = Counter(r.info.status for r in runs)
+    return " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+
+
 # --------------------------------------------------------------------- an MLflow server
 
 
@@ -344,6 +357,7 @@ def interrupted(root: Path, pending: bool, epochs: int = 3) -> Observed:
                         "exit 130 + resume command, then 0", [first])  # fmt: skip
     if "spectral-sweep sweep --resume --name" not in text:
         observed.notes.append("no resume command printed")
+    observed.notes.append(statuses(sweep))
     observed.notes.append(next((ln for ln in text.splitlines() if " unfinished of " in ln), ""))
     observed.exit_codes.append(finish(sweep.start(resume=True)))
     return check_record(sweep, observed)

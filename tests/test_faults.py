@@ -68,6 +68,8 @@ def test_ctrl_c_exits_130_with_the_resume_command(tmp_path: Path, pending: bool)
     assert "no resume command printed" not in observed.notes
     summary = observed.notes[-1]  # the interrupted driver's counts: nothing had finished
     assert " 0 finished" in summary and " unfinished of " in summary, summary
+    # and MLflow said the same: no run FINISHED, none left RUNNING (the started ones KILLED)
+    assert observed.notes[-2] in ("KILLED=1", "KILLED=2"), observed.notes
     clean(observed)
 
 
