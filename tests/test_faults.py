@@ -55,7 +55,7 @@ def test_worker_killed_mid_trial(tmp_path: Path) -> None:
 
 
 def test_driver_killed_after_results_three_times_then_resumed(tmp_path: Path) -> None:
-    observed = faults.driver_killed(tmp_path, kills=3, trials=1, epochs=4)
+    observed = faults.driver_killed(tmp_path, kills=3, trials=1, epochs=8)  # epochs to spare
     assert observed.exit_codes == [-9, -9, -9, 0]
     clean(observed)
     same_history_as_uninterrupted(tmp_path, "driver-killed")
