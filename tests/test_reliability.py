@@ -142,3 +142,53 @@ def test_optuna_never_repeats_and_trains_references_first() -> None:
         mine = [c for c in handed if c["model"] == model]
         assert mine[0]["lrg"] is None  # its reference came first
     assert search.repeats > 0  # Optuna did repeat itself, and was refused
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_asha_stopped_trials_say_so_and_analysis_leaves_them_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real ASHA sweep: the trials it stops end FINISHED with ``stopped_early`` and their
+    epochs, the summary counts them apart, and ``load_runs_mlflow`` leaves them out (warned)."""
+    import json
+
+    import ray
+
+    from analysis.mlflow_runs import runs_frame
+    from analysis.mlflow_trials import load_runs_mlflow
+    from analysis.runs import AnalysisWarning
+    from orchestrator.cli import main
+
+    space = {
+        "name": "asha",
+        "fixed": {"backbone": "resnet18", "dataset": "synthetic-smooth", "model": "dan",
+                  "input_size": 33, "num_classes": 3, "batch_size": 4, "epochs": 3, "lr": 0.01,
+                  "train_length": 8, "eval_length": 4},
+        "grid": {"lrg": [9, 7, 5, 3], "seed": [0, 1]},
+    }  # fmt: skip
+    path = tmp_path / "asha.yaml"
+    path.write_text(json.dumps(space))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["sweep", "--space-file", str(path), "--tracking-uri", uri, "--quiet"]
+    argv += ["--storage", str(tmp_path / "runs"), "--max-concurrent", "1"]
+    argv += ["--scheduler", "asha", "--asha-reduction-factor", "2", "--asha-grace-period", "1"]
+    if ray.is_initialized():
+        ray.shutdown()
+    try:
+        assert main(argv) == 0
+    finally:
+        ray.shutdown()
+    out = capsys.readouterr().out
+    runs = runs_frame(uri, "asha")
+    stopped = runs.loc[runs["tags.spectral_sweep.stopped_early"] == "true"]
+    assert len(runs) == 8 and set(runs["status"]) == {"FINISHED"}
+    assert 1 <= len(stopped) < 8, "ASHA stopped no trial: the test lost its point"
+    assert (stopped["tags.spectral_sweep.epochs_completed"].astype(int) < 3).all()
+    assert (stopped["metrics.epoch"] < 2).all()
+    full = runs.drop(stopped.index)
+    assert (full["metrics.epoch"] == 2).all()
+    assert f"{len(full)} finished, {len(stopped)} stopped early, 0 failed, 0 unfinished" in out
+    with pytest.warns(AnalysisWarning, match=f"{len(stopped)} run\\(s\\) stopped early"):
+        table = load_runs_mlflow(uri, "asha")
+    assert len(table) == len(full)
