@@ -3,7 +3,10 @@
 ``DIR/estimator.json``, ``DIR/optimal_lrg.csv``, ``DIR/drops.csv``, ``DIR/lodo.csv``,
 ``DIR/figures/*.png`` and the report twice: ``DIR/report.md`` (figures by relative path) and
 ``DIR/report.html`` (self-contained, figures embedded as base64 PNG). Both are rendered from one
-list of blocks so they say the same thing.
+list of blocks so they say the same thing: the tool's version, git commit and date, the strategy
+verdict when one is given, the optimal LRGs, the estimator, the figures (each with a sentence on
+how to read it), the backtest budget curve, leave-one-dataset-out validation, each group's
+reference run (linked into the MLflow UI when the runs are on a server) and the drops.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +30,9 @@ from analysis.plots import (
     plot_spectra,
     plot_training_spectra,
 )
-from trainables.run_schema import R_CE_MAX_PARAM, Artifact, Metric, Role, Tag
+from analysis.provenance import Link, git_commit, reference_runs, report_date, tool_version
+from analysis.report_text import FIGURE_TITLES, figure_captions, verdict_summary
+from trainables.run_schema import R_CE_MAX_PARAM, Artifact, Metric, MlflowTag, Role, Tag
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,11 +77,16 @@ class Block:
     table: pd.DataFrame | None = None
     path: Path | None = None  # figure file
     items: tuple[str, ...] = ()
+    title: str = ""  # figure: its short title (alt text, caption's lead)
 
 
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, Link):
+        return value.text
+    if isinstance(value, str):
+        return value
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -87,48 +98,45 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def report_blocks(analysis: Analysis, source: str, figures: Sequence[Path]) -> list[Block]:
-    """The report's content in order."""
+def report_blocks(
+    analysis: Analysis,
+    source: str,
+    figures: Sequence[Path],
+    verdict: pd.DataFrame | None = None,
+) -> list[Block]:
+    """The report's content in order. ``verdict``: each strategy's picks against the
+    exhaustive optimum (``analysis.strategy.verdict``, the demo's ``verdict.csv``), shown first
+    when given."""
     rows, est = analysis.rows, analysis.estimator
     blocks = [
         Block("h1", "spectral-sweep analysis"),
+        Block(
+            "p",
+            f"spectral-sweep {tool_version()}, commit {git_commit()}, written {report_date()}.",
+        ),
         Block(
             "p",
             f"Source: {source}. {int(rows['n_runs'].sum())} run(s), {len(rows)} configuration(s), "
             f"{len(analysis.groups)} group(s). FPI = GFLOPs / mIoU; the optimal LRG minimises FPI "
             "within a (model, dataset, prune rate) group.",
         ),
-        Block("h2", "Optimal LRG"),
-        Block("table", table=analysis.optimal),
-        Block("h2", "mIoU-drop estimator"),
     ]
+    if verdict is not None:
+        blocks += _verdict_blocks(verdict)
+    blocks += [Block("h2", "Optimal LRG"), Block("table", table=analysis.optimal)]
+    blocks.append(Block("h2", "mIoU-drop estimator"))
     if est is not None:
         blocks.append(Block("p", f"Fitted: {est.describe()}."))
     else:
         blocks.append(Block("p", "No estimator fitted (too few points below the R_ce bound)."))
     blocks.append(Block("p", f"Paper: {PAPER_ESTIMATOR.describe()}."))
-    captions = {
-        "spectra.png": "Label and prediction spectra and R_ce curves of the reference runs.",
-        "training_spectra.png": (
-            "CE band profile L_ce[k] of each reference run at initialisation (dashed) and after "
-            "training (solid), as in the paper's Fig. 1 (fourth row); the log y-axis shows the "
-            "absolute value |L_ce[k]|, since L_ce[k] is negative at some bands (marked by crosses)."
-        ),
-        "miou_flops.png": "mIoU against GFLOPs (pixel-wise runs; labels are LRG sizes).",
-        "fpi.png": "FPI against LRG size; the filled circle marks each group's optimum.",
-        "budget_curve.png": (
-            "The adaptive strategy replayed on this sweep with a budget of 1, 2, ... trainings per "
-            f"group ({analysis.budget_source}): FPI regret of its pick against the group's "
-            "measured optimum; grey lines are single groups. Budget 1 is the reference alone."
-        ),
-        "drops.png": (
-            "Relative mIoU drop against R_ce of the reference run; hollow points lie outside "
-            f"the fitted range (R_ce >= {analysis.r_ce_max:g})."
-        ),
-    }
+    with_spectra = any(g.spectrum is not None for g in analysis.groups)
+    captions = figure_captions(analysis, with_spectra)
     blocks.append(Block("h2", "Figures"))
-    for path in figures:
-        blocks.append(Block("figure", captions.get(path.name, path.stem), path=path))
+    for number, path in enumerate(figures, 1):
+        title = f"Figure {number}. {FIGURE_TITLES.get(path.name, path.stem)}."
+        caption = captions.get(path.name, "")
+        blocks.append(Block("figure", caption, path=path, title=title))
     if analysis.budget is not None and not analysis.budget.empty:
         from analysis.budget import budget_summary
 
@@ -148,6 +156,17 @@ def report_blocks(analysis: Analysis, source: str, figures: Sequence[Path]) -> l
             )
         )
         blocks.append(Block("table", table=analysis.lodo))
+    references, note = reference_runs(analysis.groups)
+    if not references.empty:
+        blocks.append(Block("h2", "Reference runs"))
+        blocks.append(
+            Block(
+                "p",
+                "The run each group's drops and R_ce curve are measured against: the native "
+                "grid with pixel-wise labels." + (f" {note}" if note else ""),
+            )
+        )
+        blocks.append(Block("table", table=references))
     if not analysis.drops.empty:
         blocks.append(Block("h2", "Relative drops"))
         columns = [c for c in _DROP_COLUMNS if c in analysis.drops]
@@ -160,6 +179,14 @@ def report_blocks(analysis: Analysis, source: str, figures: Sequence[Path]) -> l
     if analysis.notes:
         blocks += [Block("h2", "Notes"), Block("list", items=tuple(analysis.notes))]
     return blocks
+
+
+def _verdict_blocks(verdict: pd.DataFrame) -> list[Block]:
+    """The strategies against the exhaustive optimum: one sentence per strategy, the table."""
+    blocks = [Block("h2", "Verdict: strategies against the exhaustive sweep")]
+    if verdict.empty:
+        return [*blocks, Block("p", "No truncation group to compare.")]
+    return [*blocks, Block("p", verdict_summary(verdict)), Block("table", table=verdict)]
 
 
 def render_markdown(blocks: Sequence[Block], directory: Path) -> str:
@@ -176,7 +203,7 @@ def render_markdown(blocks: Sequence[Block], directory: Path) -> str:
             out.append("\n".join(f"- {item}" for item in block.items))
         elif block.kind == "figure" and block.path is not None:
             rel = block.path.relative_to(directory).as_posix()
-            out.append(f"![{block.text}]({rel})\n\n*{block.text}*")
+            out.append(f"![{block.title}]({rel})\n\n**{block.title}** {block.text}")
         elif block.kind == "table" and block.table is not None:
             out.append(_markdown_table(block.table))
     return "\n\n".join(out) + "\n"
@@ -187,15 +214,35 @@ def _markdown_table(table: pd.DataFrame) -> str:
         return "(none)"
     header = "| " + " | ".join(str(c) for c in table.columns) + " |"
     rule = "| " + " | ".join("---" for _ in table.columns) + " |"
-    body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in table.itertuples(False)]
+    body = [
+        "| " + " | ".join(_markdown_cell(v) for v in row) + " |" for row in table.itertuples(False)
+    ]
     return "\n".join([header, rule, *body])
+
+
+def _markdown_cell(value: Any) -> str:
+    text = _fmt(value).replace("|", "\\|")
+    return f"[{text}]({value.url})" if isinstance(value, Link) else text
+
+
+def _html_cell(value: Any) -> str:
+    text = html.escape(_fmt(value))
+    if isinstance(value, Link):
+        return f'<a href="{html.escape(value.url, quote=True)}">{text}</a>'
+    return text
+
+
+def _inline(text: str) -> str:
+    """Escaped text with `code` spans as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
 _CSS = (
     "body{font-family:sans-serif;max-width:70em;margin:2em auto;color:#222}"
     "table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
     "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-    "th{background:#f0f0f0}img{max-width:100%}figcaption{font-style:italic;font-size:0.9em}"
+    "th{background:#f0f0f0}img{max-width:100%}figure{margin:1.5em 0}"
+    "figcaption{font-size:0.95em;max-width:60em;line-height:1.4}code{background:#f4f4f4}"
 )
 
 
@@ -211,15 +258,16 @@ def render_html(blocks: Sequence[Block]) -> str:
         if block.kind in ("h1", "h2"):
             parts.append(f"<{block.kind}>{text}</{block.kind}>")
         elif block.kind == "p":
-            parts.append(f"<p>{text}</p>")
+            parts.append(f"<p>{_inline(block.text)}</p>")
         elif block.kind == "list":
             items = "".join(f"<li>{html.escape(i)}</li>" for i in block.items)
             parts.append(f"<ul>{items}</ul>")
         elif block.kind == "figure" and block.path is not None:
             data = base64.b64encode(block.path.read_bytes()).decode("ascii")
             parts.append(
-                f'<figure><img alt="{text}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{text}</figcaption></figure>"
+                f'<figure><img alt="{html.escape(block.title)}" '
+                f'src="data:image/png;base64,{data}">'
+                f"<figcaption><b>{html.escape(block.title)}</b> {text}</figcaption></figure>"
             )
         elif block.kind == "table" and block.table is not None:
             parts.append(_html_table(block.table))
@@ -232,7 +280,7 @@ def _html_table(table: pd.DataFrame) -> str:
         return "<p>(none)</p>"
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+        "<tr>" + "".join(f"<td>{_html_cell(v)}</td>" for v in row) + "</tr>"
         for row in table.itertuples(False)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -241,8 +289,14 @@ def _html_table(table: pd.DataFrame) -> str:
 # --------------------------------------------------------------------- writing
 
 
-def write_outputs(analysis: Analysis, directory: str | Path, source: str) -> Outputs:
-    """Write tables, figures, estimator and both reports into ``directory`` (created)."""
+def write_outputs(
+    analysis: Analysis,
+    directory: str | Path,
+    source: str,
+    verdict: pd.DataFrame | None = None,
+) -> Outputs:
+    """Write tables, figures, estimator and both reports into ``directory`` (created);
+    ``verdict`` (the strategies against the exhaustive sweep) goes first in the report."""
     directory = Path(directory)
     figures_dir = directory / FIGURES
     figures_dir.mkdir(parents=True, exist_ok=True)
@@ -273,7 +327,7 @@ def write_outputs(analysis: Analysis, directory: str | Path, source: str) -> Out
         analysis.budget.to_csv(directory / BUDGET_CSV, index=False)
         outputs.files.append(directory / BUDGET_CSV)
     outputs.figures = [p for p in drawn if p is not None]
-    blocks = report_blocks(analysis, source, outputs.figures)
+    blocks = report_blocks(analysis, source, outputs.figures, verdict)
     (directory / REPORT_MD).write_text(render_markdown(blocks, directory), "utf-8")
     (directory / REPORT_HTML).write_text(render_html(blocks), "utf-8")
     outputs.files += [directory / REPORT_MD, directory / REPORT_HTML]
@@ -284,10 +338,16 @@ def log_analysis_run(
     tracking_uri: str, experiment: str, outputs: Outputs, analysis: Analysis
 ) -> str:
     """Log the outputs as a new run named "analysis" (tag ``spectral_sweep.role=analysis``) in
-    the sweep's experiment; the trial runs are not touched. Returns the new run's id."""
+    the sweep's experiment, nested under the sweep's run when it has one; the trial runs are not
+    touched. Returns the new run's id."""
     client = client_for(tracking_uri)
     exp_id = experiment_id(client, tracking_uri, experiment)
     tags = {**ANALYSIS_TAGS, Tag.SWEEP: experiment}
+    parents = client.search_runs(
+        [exp_id], filter_string=f"tags.`{Tag.ROLE}` = '{Role.SWEEP}'", max_results=1
+    )
+    if parents:
+        tags[MlflowTag.PARENT_RUN_ID] = parents[0].info.run_id
     run = client.create_run(exp_id, run_name=ANALYSIS_RUN_NAME, tags=tags)
     run_id = run.info.run_id
     try:

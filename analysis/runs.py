@@ -13,6 +13,11 @@ the same columns (:data:`RUN_COLUMNS`), one row per run:
 
 Rows whose mIoU is NaN are counted and left out with one warning (:func:`normalise`).
 ``analysis.spectra`` reads the curves.
+
+``spectral-sweep runs --csv`` writes ``analysis.runs_export.export_runs``: these columns first
+(plus ``status``, ``role`` and ``stopped_early``), then every ``tags.*``, ``params.*`` and
+``metrics.*`` column, so :func:`load_runs_csv` reads it back as it is (extra columns are ignored;
+untrained, unfinished and stopped-early runs are left out, as from MLflow).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainables.errors import InputError
-from trainables.run_schema import r_ce_point_band
+from trainables.run_schema import UNTRAINED_ROLES, r_ce_point_band
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,12 +104,16 @@ def load_runs_csv(path: str | Path) -> pd.DataFrame:
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
+        hint = ""
+        if any(c.startswith("params.") for c in raw.columns):  # an export of an earlier version
+            hint = " (export the runs again: `spectral-sweep runs --csv` writes them)"
         raise InputError(
             f"runs CSV {str(path)!r} lacks column(s) {', '.join(missing)}; required: "
-            f"{', '.join(REQUIRED_COLUMNS)}"
+            f"{', '.join(REQUIRED_COLUMNS)}{hint}"
         )
     if raw.empty:
         raise InputError(f"runs CSV {str(path)!r} has no rows")
+    raw = _trained_rows(raw, path)
     frame = pd.DataFrame(
         {"model": _text(raw, "model", path), "dataset": _text(raw, "dataset", path)}
     )
@@ -116,7 +125,8 @@ def load_runs_csv(path: str | Path) -> pd.DataFrame:
         if column in raw.columns:
             frame[column] = [v.strip() or None for v in raw[column]]
     ids = list(frame["run_id"]) if "run_id" in frame else [None] * len(raw)
-    frame["run_id"] = [v or f"{path.name}:{i + 2}" for i, v in enumerate(ids)]
+    lines = [int(i) + 2 for i in raw.index]
+    frame["run_id"] = [v or f"{path.name}:{line}" for line, v in zip(lines, ids, strict=True)]
     if "native_lrg" not in frame:
         frame["native_lrg"] = _native_from_rows(frame)
     if "spectrum_csv" in raw.columns:
@@ -124,13 +134,56 @@ def load_runs_csv(path: str | Path) -> pd.DataFrame:
             str((path.parent / v.strip()).resolve()) if v.strip() else None
             for v in raw["spectrum_csv"]
         ]
-    _check_values(frame, path, line_offset=2)
-    return normalise(frame, source=str(path))
+    elif "spectrum_uri" in raw.columns:
+        frame["spectrum_uri"] = [_local_uri(v) for v in raw["spectrum_uri"]]
+    frame.index = raw.index
+    _check_values(frame, path, lines)
+    return normalise(frame.reset_index(drop=True), source=str(path))
+
+
+def _trained_rows(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The rows of trained, finished runs, as :func:`analysis.mlflow_trials.load_runs_mlflow`
+    keeps them; only columns the file has are read (``role``, ``status``, ``stopped_early``, as
+    ``runs --csv`` writes them). Rows keep their index (line = index + 2)."""
+    where = f"runs CSV {str(path)!r}"
+    if "role" in raw.columns:
+        # analysis/prediction runs, and runs without a config (no model), trained nothing
+        untrained = raw["role"].str.strip().isin(UNTRAINED_ROLES) | (raw["model"].str.strip() == "")
+        raw = raw.loc[~untrained]
+    if "status" in raw.columns:
+        status = raw["status"].str.strip()
+        unfinished = (status != "") & (status != "FINISHED")
+        if unfinished.any():
+            warn(f"{where}: {int(unfinished.sum())} unfinished run(s) (running or failed) left out")
+            raw = raw.loc[~unfinished]
+    if "stopped_early" in raw.columns:
+        stopped = raw["stopped_early"].str.strip().str.lower() == "true"
+        if stopped.any():
+            warn(
+                f"{where}: {int(stopped.sum())} run(s) stopped early by the scheduler left out "
+                "(fewer epochs: their mIoU is not comparable with finished runs)"
+            )
+            raw = raw.loc[~stopped]
+    if raw.empty:
+        raise InputError(f"{where} has no finished trial runs")
+    return raw
+
+
+def _local_uri(value: str) -> str | None:
+    """A ``spectrum_uri`` cell kept when it names a local file (a path or ``file:`` URI); remote
+    artifact URIs are dropped (R_ce then comes from the ``r_ce_nu{K}`` columns), so a CSV never
+    waits on a tracking server."""
+    text = value.strip()
+    if not text:
+        return None
+    if text.startswith("file:") or ("://" not in text and ":/" not in text):
+        return text
+    return None
 
 
 def _text(raw: pd.DataFrame, column: str, path: Path) -> list[str]:
     values = [v.strip() for v in raw[column]]
-    for i, value in enumerate(values):
+    for i, value in zip(raw.index, values, strict=True):
         if not value:
             raise InputError(f"runs CSV {str(path)!r}: line {i + 2}, column {column!r} is empty")
     return values
@@ -139,7 +192,7 @@ def _text(raw: pd.DataFrame, column: str, path: Path) -> list[str]:
 def _numbers(raw: pd.DataFrame, column: str, path: Path, required: bool) -> list[float]:
     """Parse one column as floats; blank/NaN -> NaN; anything else names line and column."""
     out: list[float] = []
-    for i, text in enumerate(raw[column]):
+    for i, text in zip(raw.index, raw[column], strict=True):
         value = text.strip()
         if value == "" or value.lower() in ("nan", "none", "null", "na"):
             if required and column != "miou":
@@ -166,11 +219,10 @@ def _native_from_rows(frame: pd.DataFrame) -> list[float]:
     return [float(v) for v in native]
 
 
-def _check_values(frame: pd.DataFrame, path: Path, line_offset: int) -> None:
+def _check_values(frame: pd.DataFrame, path: Path, lines: list[int]) -> None:
     """Range checks that name the line: mIoU a fraction, LRG a positive integer, ..."""
     where = f"runs CSV {str(path)!r}"
-    for i, row in enumerate(frame.itertuples(index=False)):
-        line = i + line_offset
+    for line, row in zip(lines, frame.itertuples(index=False), strict=True):
         miou = float(row.miou)
         if not math.isnan(miou) and not 0.0 <= miou <= 1.0:
             raise InputError(

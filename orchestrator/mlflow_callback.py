@@ -50,6 +50,11 @@ NON_METRIC_KEYS = frozenset(
         "should_checkpoint",
         "node_id",
         "final",
+        # the grid and band a trial runs at are params (lrg_effective, native_lrg, ...): logged
+        # once, as params, not again as constant metrics
+        Metric.LRG,
+        Metric.NU_MAX,
+        Metric.NATIVE_LRG,
     }
 )
 #: How long the end of a sweep waits for queued writes before reporting them lost.

@@ -26,9 +26,21 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from orchestrator.run_metadata import dataset_input, source_tags
 from orchestrator.uris import artifact_location
 from trainables.errors import InputError
-from trainables.run_schema import ROLES, STRATEGIES, Artifact, Role, Strategy, Tag, to_params
+from trainables.run_schema import (
+    MODEL_TRAINING_KIND,
+    ROLES,
+    STRATEGIES,
+    Artifact,
+    MlflowTag,
+    Role,
+    Strategy,
+    Tag,
+    run_name,
+    to_params,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,8 +85,13 @@ def ensure_experiment(client: MlflowClient, name: str, uri: str | None = None) -
             retry_locked(lambda: client.restore_experiment(experiment.experiment_id))
         return str(experiment.experiment_id)
     location = artifact_location(uri, name) if uri else None
+    kind = {MlflowTag.EXPERIMENT_KIND: MODEL_TRAINING_KIND}  # the UI's model-training view
     try:
-        return str(retry_locked(lambda: client.create_experiment(name, artifact_location=location)))
+        return str(
+            retry_locked(
+                lambda: client.create_experiment(name, artifact_location=location, tags=kind)
+            )
+        )
     except Exception:  # created concurrently by another process
         found = client.get_experiment_by_name(name)
         if found is None:
@@ -130,6 +147,12 @@ def sweep_tags(
     if role not in ROLES:
         raise InputError(f"role {role!r} is not one of: {', '.join(ROLES)}")
     return {Tag.SWEEP: sweep, Tag.SPACE: space, Tag.STRATEGY: strategy, Tag.ROLE: role}
+
+
+def find_sweep_run(client: MlflowClient, experiment_id: str) -> str | None:
+    """The parent run of the experiment's sweep, if it has one."""
+    run = _newest_run(client, experiment_id, f"tags.`{Tag.ROLE}` = '{Role.SWEEP}'")
+    return None if run is None else str(run.info.run_id)
 
 
 def error_tags(error: str) -> dict[str, str]:
@@ -205,11 +228,12 @@ def start_trial_run(
             if key in existing.data.tags:
                 retry_locked(lambda key=key: client.delete_tag(run_id, key))  # type: ignore[misc]
         return run_id, False
-    all_tags = {**tags, Tag.TRIAL_ID: trial_id, Tag.CONFIG_KEY: config.key}
-    run = retry_locked(
-        lambda: client.create_run(experiment_id, tags=dict(all_tags), run_name=trial_id)
-    )
+    all_tags = {**source_tags(), **tags, Tag.TRIAL_ID: trial_id, Tag.CONFIG_KEY: config.key}
+    name = run_name(config)
+    run = retry_locked(lambda: client.create_run(experiment_id, tags=dict(all_tags), run_name=name))
     log_params(client, run.info.run_id, to_params(config))
+    inputs = [dataset_input(config)]
+    retry_locked(lambda: client.log_inputs(run.info.run_id, datasets=inputs))
     return run.info.run_id, False
 
 
@@ -250,7 +274,10 @@ def log_prediction_run(
     existing = find_config_run(client, experiment_id, key, Role.PREDICTION)
     if existing is not None:
         return str(existing.info.run_id)
-    all_tags = {**tags, Tag.ROLE: Role.PREDICTION, Tag.CONFIG_KEY: key}
+    all_tags = {**source_tags(), **tags, Tag.ROLE: Role.PREDICTION, Tag.CONFIG_KEY: key}
+    parent = find_sweep_run(client, experiment_id)
+    if parent is not None:
+        all_tags[MlflowTag.PARENT_RUN_ID] = parent
     run = retry_locked(
         lambda: client.create_run(experiment_id, tags=dict(all_tags), run_name=f"predict-{key}")
     )
@@ -321,6 +348,7 @@ __all__ = [
     "error_tags",
     "find_config_run",
     "find_experiment",
+    "find_sweep_run",
     "find_trial_run",
     "last_logged_epoch",
     "log_metrics",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+_DIGITS = re.compile(r"(\d+)")
 
 
 def cell(value: Any) -> str:
@@ -16,6 +19,21 @@ def cell(value: Any) -> str:
             return "-"
         return f"{value:.4g}"
     return str(value)
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """Sort key that orders the numbers inside names by value: nu3 < nu4 < nu32."""
+    return tuple(int(p) if p.isdigit() else p for p in _DIGITS.split(str(text)))
+
+
+def naturally_sorted(value: Any) -> Any:
+    """``value`` with every mapping's keys in :func:`natural_key` order (recursively), for JSON
+    that lists ``r_ce_nu3`` before ``r_ce_nu32``."""
+    if isinstance(value, Mapping):
+        return {k: naturally_sorted(value[k]) for k in sorted(value, key=natural_key)}
+    if isinstance(value, list | tuple):
+        return [naturally_sorted(v) for v in value]
+    return value
 
 
 def format_table(

@@ -30,11 +30,12 @@ from orchestrator.mlflow_callback import ACTIVE, MlflowTrackingCallback
 from orchestrator.param_space import OptunaSpace, complete_configs, grid_param_space, max_epochs
 from orchestrator.reconcile import reconcile
 from orchestrator.settings import SweepOutcome, SweepSettings, save_settings
+from orchestrator.sweep_run import close_sweep_run, open_sweep_run
 from orchestrator.uris import is_local_uri
 from search_spaces import SearchSpace
 from trainables.config import TrialConfig
 from trainables.errors import InputError
-from trainables.run_schema import Metric
+from trainables.run_schema import Metric, MlflowTag
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +161,9 @@ def progress_reporter(space: SearchSpace) -> Any:
     )
 
 
-def build_tuner(settings: SweepSettings) -> tune.Tuner:
-    """A new ``Tuner`` for the settings (grid or Optuna, FIFO or ASHA, MLflow callback)."""
+def build_tuner(settings: SweepSettings, parent_run: str | None = None) -> tune.Tuner:
+    """A new ``Tuner`` for the settings (grid or Optuna, FIFO or ASHA, MLflow callback); trial
+    runs nest under ``parent_run`` (the sweep's run) when given."""
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     space = settings.search_space()
@@ -215,6 +217,8 @@ def build_tuner(settings: SweepSettings) -> tune.Tuner:
         ),
         **settings.extra_tags,
     }
+    if parent_run is not None:
+        tags[MlflowTag.PARENT_RUN_ID] = parent_run
     callback = MlflowTrackingCallback(
         settings.tracking_uri,
         settings.mlflow_experiment,
@@ -297,17 +301,65 @@ def run_sweep(settings: SweepSettings, *, resume: bool = False, save: bool = Tru
     configure_tune_environment()
     init_ray(settings.address)
     check_cluster(settings)
+    parent = open_parent_run(settings)
     if resume:
         tuner = restore_tuner(settings)
     else:
         if save:
             save_settings(settings)
-        tuner = build_tuner(settings)
+        tuner = build_tuner(settings, parent)
     results = tuner.fit()
     callback = ACTIVE.pop(str(settings.experiment_path), None)
     lost = list(callback.lost) if callback is not None else []
     lost += reconcile(settings, results)
-    return sweep_outcome(settings, results, lost)
+    outcome = sweep_outcome(settings, results, lost)
+    close_parent_run(settings, parent, outcome)
+    return outcome
+
+
+def open_parent_run(settings: SweepSettings) -> str | None:
+    """The sweep's parent run in its experiment (None, with a warning, when the store does not
+    answer: the trials are tracked all the same)."""
+    import dataclasses
+
+    import yaml
+
+    values = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("space",)}
+    params = {k: str(v) for k, v in values.items() if v not in (None, "", [], {})}
+    tags = store.sweep_tags(
+        settings.mlflow_experiment,
+        settings.search_space().name,
+        settings.strategy,
+        settings.role,
+    )
+    try:
+        client = store.make_client(settings.tracking_uri)
+        experiment_id = store.ensure_experiment(
+            client, settings.mlflow_experiment, settings.tracking_uri
+        )
+        space = yaml.safe_dump(settings.space, sort_keys=False)
+        return open_sweep_run(client, experiment_id, tags, params, space)
+    except Exception as err:
+        log.warning("the sweep's parent run could not be opened: %s", err)
+        return None
+
+
+def close_parent_run(settings: SweepSettings, parent: str | None, outcome: SweepOutcome) -> None:
+    """The outcome on the parent run: counts, and FINISHED / FAILED / KILLED (interrupted)."""
+    if parent is None:
+        return
+    counts = {
+        "trials": float(outcome.total),
+        "trials_finished": float(outcome.finished),
+        "trials_stopped_early": float(outcome.stopped_early),
+        "trials_failed": float(outcome.errored),
+        "trials_unfinished": float(outcome.unfinished),
+    }
+    status = "KILLED" if outcome.unfinished else "FAILED" if outcome.errored else "FINISHED"
+    try:
+        close_sweep_run(store.make_client(settings.tracking_uri), parent, counts, status)
+    except Exception as err:
+        outcome.tracking_lost.append(f"close the sweep's run ({err})")
 
 
 def sweep_outcome(settings: SweepSettings, results: Any, lost: list[str]) -> SweepOutcome:

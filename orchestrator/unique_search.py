@@ -6,15 +6,13 @@ suggested. :class:`UniqueConfigs` asks again (telling Optuna the repeat failed, 
 up to ``max_tries`` times, then declares the search finished. When a suggestion opens a new group
 (same settings but the LRG and label band), the group's reference (the native grid, pixel-wise
 labels) is trained first and the suggestion right after: drops and the estimator need it.
-Its own state (what it suggested, what waits) is saved with Optuna's, so ``--resume`` keeps it.
+Its own state (what it suggested, what waits) is saved beside Optuna's, so ``--resume`` keeps it.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import pickle
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from ray.tune.search import Searcher
@@ -104,24 +102,13 @@ class UniqueConfigs(Searcher):
 
     # ------------------------------------------------------------------ resume
 
-    def save(self, checkpoint_path: str) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            inner = Path(tmp) / "inner.pkl"
-            self.searcher.save(str(inner))
-            state = {"own": self._own_state(), "inner": inner.read_bytes()}
-        Path(checkpoint_path).write_bytes(pickle.dumps(state))
-
-    def restore(self, checkpoint_path: str) -> None:
-        state = pickle.loads(Path(checkpoint_path).read_bytes())
-        self.__dict__.update(state["own"])
-        with tempfile.TemporaryDirectory() as tmp:
-            inner = Path(tmp) / "inner.pkl"
-            inner.write_bytes(state["inner"])
-            self.searcher.restore(str(inner))
-
-    def _own_state(self) -> dict[str, Any]:
+    def get_state(self) -> dict[str, Any]:
+        """Its own state; Tune's search generator saves the wrapped Optuna search apart."""
         keys = ("seen", "groups", "waiting", "inner_id", "probes", "repeats")
-        return {k: getattr(self, k) for k in keys}
+        return copy.deepcopy({k: getattr(self, k) for k in keys})
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
 
 __all__ = ["UniqueConfigs", "group_of", "key_of", "reference_of"]

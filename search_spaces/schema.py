@@ -158,9 +158,16 @@ class SearchSpace:
     # ------------------------------------------------------------------ variants
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> SearchSpace:
-        """The same space with ``overrides`` applied to every trial (re-validated)."""
+        """The same space with ``overrides`` applied to every trial (re-validated).
+
+        An override that makes trials identical (``lrg=8`` on a grid over ``lrg``) would
+        silently shrink the sweep: it is an InputError naming the key and the count.
+        """
         merged = {**self.to_dict(), "overrides": {**self.overrides, **overrides}}
-        return space_from_dict(merged, source=self.source)
+        space = space_from_dict(merged, source=self.source)
+        if len(space) < len(self):
+            raise InputError(_collapse_message(self, space, overrides))
+        return space
 
     def with_data_roots(self, roots: Mapping[str, str]) -> SearchSpace:
         """The same space with ``data_root`` set per data set (``{"voc": "/data/VOC"}``)."""
@@ -274,6 +281,35 @@ def space_of_trials(
 def validate_trials(space: SearchSpace) -> None:
     """Expand and check every trial (once; the space keeps them); the error names the trial."""
     space.trials()
+
+
+def _collapse_message(before: SearchSpace, after: SearchSpace, overrides: Mapping[str, Any]) -> str:
+    """Which override keys make trials identical, and how many."""
+    varying = before.varying_keys()
+    keys = [k for k in overrides if k in varying] or list(overrides)
+    setting = ", ".join(f"{k}={overrides[k]}" for k in keys)
+    values = "; ".join(
+        f"{k} takes {', '.join(dict.fromkeys(show(c.get(k)) for c in before.configs()))}"
+        for k in keys
+        if k in varying
+    )
+    why = values or "it sets what tells them apart"
+    return (
+        f"override {setting} makes {_identical(before, overrides)} of the {len(before)} trials "
+        f"of space {before.name!r} identical ({len(after)} distinct left; {why}): an override "
+        "applies to every trial, so narrow the grid in a space file instead (`spectral-sweep "
+        "spaces --show NAME`)"
+    )
+
+
+def _identical(before: SearchSpace, overrides: Mapping[str, Any]) -> int:
+    """How many trials of ``before`` share their configuration with another once ``overrides``
+    apply (overrides come last, as in :meth:`SearchSpace.resolve`)."""
+    counts: dict[str, int] = {}
+    for config in before.configs():
+        key = repr(sorted({**config, **overrides}.items(), key=lambda kv: kv[0]))
+        counts[key] = counts.get(key, 0) + 1
+    return sum(n for n in counts.values() if n > 1)
 
 
 def _first_keys(space: SearchSpace, config: Mapping[str, Any]) -> list[str]:

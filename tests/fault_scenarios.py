@@ -217,7 +217,8 @@ def check_record(sweep: Sweep, observed: Observed) -> Observed:
     trial_ids = sorted(
         p.name for p in sweep.experiment_dir.iterdir() if (p / "result.json").exists()
     )
-    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    every = client.search_runs([experiment.experiment_id]) if experiment else []
+    runs = [r for r in every if r.data.tags.get("spectral_sweep.role") != "sweep"]
     by_trial: dict[str, list[Any]] = {}
     for run in runs:
         by_trial.setdefault(run.data.tags.get("spectral_sweep.trial_id", ""), []).append(run)
@@ -250,7 +251,8 @@ def statuses(sweep: Sweep) -> str:
     client = MlflowClient(tracking_uri=sweep.uri)
     experiment = client.get_experiment_by_name(sweep.name)
     runs = client.search_runs([experiment.experiment_id]) if experiment else []
-    counts = Counter(r.info.status for r in runs)
+    trials = [r for r in runs if r.data.tags.get("spectral_sweep.role") != "sweep"]
+    counts = Counter(r.info.status for r in trials)
     return " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
 
 

@@ -139,6 +139,8 @@ def test_adaptive_sweep_live_records_why_and_resumes_by_replay(
         assert main(argv) == 0
         first = capsys.readouterr().out
         runs = runs_frame(uri, "adapt-tiny")
+        assert (runs[f"tags.{Tag.ROLE}"] == Role.SWEEP).sum() == 1  # one parent, every phase
+        runs = runs.loc[runs[f"tags.{Tag.ROLE}"] != Role.SWEEP]
         roles = runs[f"tags.{Tag.ROLE}"]
         candidates = runs.loc[roles == Role.CANDIDATE]
         assert (roles == Role.REFERENCE).sum() == 1 and len(candidates) >= 2
@@ -163,6 +165,7 @@ def test_adaptive_sweep_live_records_why_and_resumes_by_replay(
         assert main(["sweep", "--resume", "--name", "adapt-tiny", "--storage", str(storage)]) == 0
         again = capsys.readouterr().out
         after = runs_frame(uri, "adapt-tiny")
+        after = after.loc[after[f"tags.{Tag.ROLE}"] != Role.SWEEP]
         assert len(after) == len(runs)  # the lost run trained again, nothing else
         assert sorted(after["params.lrg"]) == sorted(runs["params.lrg"])
         pick = [line for line in first.splitlines() if line.startswith("truncation:")]

@@ -219,7 +219,7 @@ def test_cli_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
         "nu_max",
         "r_ce_label",
         "energy_above",
-        "pred_drop",
+        "predicted_drop",
         "feasible",
         "extrapolated",
     ]

@@ -204,7 +204,10 @@ def test_demo_story_on_the_smoke_space(tmp_path: Path, capsys: pytest.CaptureFix
         # again: both sweeps resume, nothing is trained or logged twice
         assert main(args) == 0
         assert "resuming sweep 'smoke'" in capsys.readouterr().out
-        for name, count in (("smoke", 5), ("smoke-estimate", len(frame))):  # 4 trials + analysis
+        for name, count in (
+            ("smoke", 6),
+            ("smoke-estimate", len(frame)),
+        ):  # 4 trials, analysis, sweep
             assert len(runs_frame(uri, name)) == count, name
     finally:
         ray.shutdown()

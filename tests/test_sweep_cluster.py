@@ -44,5 +44,6 @@ def test_trials_run_on_both_nodes(two_nodes: Any, tmp_path: Path) -> None:
     args += ["--storage", str(tmp_path / "runs"), "--tracking-uri", uri]
     assert main(args) == 0
     frame = runs_frame(uri, "smoke")
+    frame = frame.loc[frame["tags.spectral_sweep.role"] != "sweep"]  # the sweep's parent run
     assert len(frame) == 4 and set(frame["status"]) == {"FINISHED"}
     assert set(frame["tags.spectral_sweep.node_id"]) == node_ids

@@ -21,7 +21,7 @@ import pytest
 from analysis.mlflow_runs import runs_frame
 from orchestrator import store, uris
 from orchestrator.cli import main
-from trainables.run_schema import Tag
+from trainables.run_schema import Tag, from_params, run_name
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -66,7 +66,8 @@ def check_finished_run(client: Any, run: Any) -> None:
     assert run.info.status == "FINISHED"
     metrics = run.data.metrics
     assert 0.0 <= metrics["miou"] <= 1.0 and metrics["gflops"] > 0
-    assert metrics["lrg"] == float(run.data.params["lrg_effective"])
+    assert "lrg" not in metrics and "native_lrg" not in metrics  # params only: logged once
+    assert run.info.run_name == run_name(from_params(run.data.params))  # says what ran
     assert any(k.startswith("r_ce_nu") for k in metrics)
     history = client.get_metric_history(run.info.run_id, "miou")
     assert [m.step for m in history] == list(range(int(run.data.params["epochs"])))
@@ -84,7 +85,12 @@ def test_smoke_sweep_into_sqlite(
     assert "mIoU" in out and "GFLOPs" in out  # Tune's progress table with our columns
     assert "sweep smoke: 4 finished, 0 failed, 0 unfinished of 4 trials" in out
 
-    frame = runs_frame(uri, "smoke")
+    everything = runs_frame(uri, "smoke")
+    parent = everything.loc[everything["tags.spectral_sweep.role"] == "sweep"]
+    assert len(parent) == 1 and parent["status"].iloc[0] == "FINISHED"
+    assert parent["metrics.trials_finished"].iloc[0] == 4
+    frame = everything.loc[everything["tags.spectral_sweep.role"] != "sweep"]
+    assert set(frame["tags.mlflow.parentRunId"]) == {parent["run_id"].iloc[0]}  # nested
     assert len(frame) == 4 and set(frame["status"]) == {"FINISHED"}
     assert frame["tags.spectral_sweep.trial_id"].is_unique
     assert set(zip(frame["params.model"], frame["params.lrg"], strict=True)) == {
@@ -99,7 +105,7 @@ def test_smoke_sweep_into_sqlite(
     for run_id in frame["run_id"]:
         check_finished_run(client, client.get_run(run_id))
     # Tune kept each trial's last checkpoint with the artifacts beside checkpoint.pt
-    for trial_id in frame["run_name"]:
+    for trial_id in frame["tags.spectral_sweep.trial_id"]:
         checkpoints = sorted((tmp_path / "runs" / "smoke" / trial_id).glob("checkpoint_*"))
         assert checkpoints, trial_id
         names = {p.name for p in checkpoints[-1].iterdir()}
@@ -122,7 +128,8 @@ def test_a_failing_trial_does_not_stop_the_others(
     assert sweep(tmp_path, uri, "--space-file", str(path), "--max-failures", "0", "--quiet") == 1
     captured = capsys.readouterr()
     assert "1 finished, 1 failed" in captured.out
-    frame = runs_frame(uri, "failing").set_index("params.dataset")
+    frame = runs_frame(uri, "failing")
+    frame = frame.loc[frame["tags.spectral_sweep.role"] != "sweep"].set_index("params.dataset")
     assert frame.loc["synthetic-smooth", "status"] == "FINISHED"
     assert frame.loc["folder", "status"] == "FAILED"
     assert "Error" in frame.loc["folder", "tags.spectral_sweep.error"]
@@ -133,9 +140,13 @@ def test_optuna_multi_objective_with_asha(ray_local: Any, tmp_path: Path) -> Non
     args = ["--space", "smoke", "--search", "optuna", "--num-samples", "2", "--multi-objective"]
     assert sweep(tmp_path, uri, *args, "--scheduler", "asha", "--seed", "1", "--quiet") == 0
     frame = runs_frame(uri, "smoke")
+    frame = frame.loc[frame["tags.spectral_sweep.role"] != "sweep"]
     assert len(frame) == 2 and set(frame["status"]) == {"FINISHED"}
     assert set(frame["params.model"]) <= {"deeplabv3plus", "dan"}
-    assert set(frame["params.lrg"]) <= {"9", "5"}
+    assert set(frame["params.lrg_effective"]) <= {"9", "5"}
+    assert frame["tags.spectral_sweep.config_key"].is_unique  # never the same training twice
+    # the first sample's group gets its native-grid reference first (orchestrator.unique_search)
+    assert "9" in set(frame["params.lrg_effective"])
     assert set(frame["params.input_size"]) == {"33"}  # fixed settings came with the samples
 
 
@@ -208,6 +219,7 @@ def test_sweep_against_a_real_mlflow_server(
     path = space_file(tmp_path, "served", grids, model="deeplabv3plus", epochs=2)
     assert sweep(tmp_path, mlflow_server, "--space-file", str(path), "--quiet") == 0
     frame = runs_frame(mlflow_server, "served")
+    frame = frame.loc[frame["tags.spectral_sweep.role"] != "sweep"]
     assert len(frame) == 2 and set(frame["status"]) == {"FINISHED"}
     # an absent setting is not logged: it reads back as a missing param
     settings = frame[["params.lrg", "params.annotation_nu_max"]]

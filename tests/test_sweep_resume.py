@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from analysis.mlflow_runs import runs_frame
@@ -62,9 +63,19 @@ def finished_runs(uri: str, experiment_dir: Path | None = None) -> list[str]:
         frame = runs_frame(uri, "resumable")
     except Exception:  # no database or experiment yet
         return []
-    if frame.empty:
+    if frame.empty or TRIAL_ID not in frame:
         return []
-    return list(frame.loc[frame["status"] == "FINISHED", "run_name"])
+    frame = frame.loc[frame[TRIAL_ID].notna()]
+    return list(frame.loc[frame["status"] == "FINISHED", TRIAL_ID])
+
+
+TRIAL_ID = "tags.spectral_sweep.trial_id"
+
+
+def trial_runs(uri: str) -> pd.DataFrame:
+    """The sweep's trial runs (its parent run left out)."""
+    frame = runs_frame(uri, "resumable")
+    return frame.loc[frame[TRIAL_ID].notna()]
 
 
 def result_lines(tmp_path: Path, trial_id: str) -> int:
@@ -95,11 +106,11 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path: P
 
     done_before = finished_runs(uri)
     assert 1 <= len(done_before) < 3
-    statuses = set(runs_frame(uri, "resumable")["status"])
+    statuses = set(trial_runs(uri)["status"])
     assert statuses <= {"FINISHED", "KILLED"}  # the interrupted trial's run was closed
     lines_before = {t: result_lines(tmp_path, t) for t in done_before}
     client = store.make_client(uri)
-    frame = runs_frame(uri, "resumable").set_index("run_name")
+    frame = trial_runs(uri).set_index(TRIAL_ID)
     end_times = {t: client.get_run(frame.loc[t, "run_id"]).info.end_time for t in done_before}
 
     resumed = subprocess.run(
@@ -112,12 +123,12 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path: P
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "3 finished, 0 failed, 0 unfinished of 3 trials" in resumed.stdout
 
-    frame = runs_frame(uri, "resumable")
-    assert len(frame) == 3 and frame["run_name"].is_unique  # no duplicate runs
+    frame = trial_runs(uri)
+    assert len(frame) == 3 and frame[TRIAL_ID].is_unique  # no duplicate runs
     assert set(frame["status"]) == {"FINISHED"}
     for trial_id in done_before:  # finished trials were not run again
         assert result_lines(tmp_path, trial_id) == lines_before[trial_id]
-        run_id = frame.set_index("run_name").loc[trial_id, "run_id"]
+        run_id = frame.set_index(TRIAL_ID).loc[trial_id, "run_id"]
         assert client.get_run(run_id).info.end_time == end_times[trial_id]
     for run_id in frame["run_id"]:  # every epoch logged once
         steps = [m.step for m in client.get_metric_history(run_id, "miou")]

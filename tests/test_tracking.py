@@ -111,7 +111,14 @@ def test_a_trial_run_writes_the_schema(uri: str, tmp_path: Path) -> None:
 
     client = store.make_client(uri)
     run = client.get_run(run_id)
-    assert run.info.status == "FINISHED" and run.info.run_name == "t-1"
+    assert (
+        run.info.status == "FINISHED" and run.info.run_name == "dan-resnet18-synthetic-fine-lrg5-p0"
+    )
+    assert (
+        run.data.tags["mlflow.source.name"] == "spectral-sweep" and "mlflow.user" in run.data.tags
+    )
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == "synthetic-fine" and dataset.tags[0].value == "training"
     assert run.data.tags[Tag.SWEEP] == "sw"
     assert run.data.tags[Tag.TRIAL_ID] == "t-1"
     assert run.data.tags[Tag.SPACE] == "smoke"
@@ -189,7 +196,14 @@ def test_runs_command_table_and_csv(
     assert main(["runs", "--experiment", "sw", "--tracking-uri", uri]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:4] == ["trial", "status", "model", "dataset"]
-    assert out[1].split()[:5] == ["t-0", "FINISHED", "dan", "synthetic-fine", "9"]
+    rows = sorted(line.split()[:5] for line in out[1:3])  # named after what ran
+    assert rows[1] == [
+        "dan-resnet18-synthetic-fine-lrg9-p0",
+        "FINISHED",
+        "dan",
+        "synthetic-fine",
+        "9",
+    ]
     assert out[-1] == "2 runs in experiment 'sw'"
     assert main(["runs", "--experiment", "sw", "--tracking-uri", uri, "--csv"]) == 0
     csv = capsys.readouterr().out

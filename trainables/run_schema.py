@@ -44,9 +44,25 @@ class Tag:
     EPOCHS_COMPLETED = TAG_PREFIX + "epochs_completed"  # of a run stopped early or killed
 
 
+class MlflowTag:
+    """MLflow's own tags, as its UI reads them."""
+
+    PARENT_RUN_ID = "mlflow.parentRunId"  # nests a run under another
+    SOURCE_NAME = "mlflow.source.name"
+    SOURCE_TYPE = "mlflow.source.type"
+    USER = "mlflow.user"
+    GIT_COMMIT = "mlflow.source.git.commit"
+    EXPERIMENT_KIND = "mlflow.experimentKind"  # an experiment tag: which UI view opens
+
+
+#: The experiment kind MLflow 3's UI opens in its model-training view (not GenAI's traces).
+MODEL_TRAINING_KIND = "custom_model_development"
+
+
 class Role:
     """What a run is (tag :attr:`Tag.ROLE`)."""
 
+    SWEEP = "sweep"  # the parent run of a sweep: its settings, space and outcome
     TRIAL = "trial"
     REFERENCE = "reference"
     CONFIRM = "confirm"
@@ -57,6 +73,7 @@ class Role:
 
 #: Roles of runs a sweep writes; ``analysis`` runs are written by ``analyze``.
 ROLES: tuple[str, ...] = (
+    Role.SWEEP,
     Role.TRIAL,
     Role.REFERENCE,
     Role.CONFIRM,
@@ -64,7 +81,7 @@ ROLES: tuple[str, ...] = (
     Role.CANDIDATE,
 )
 #: Runs that trained nothing (skipped when reading trials).
-UNTRAINED_ROLES: tuple[str, ...] = (Role.ANALYSIS, Role.PREDICTION)
+UNTRAINED_ROLES: tuple[str, ...] = (Role.ANALYSIS, Role.PREDICTION, Role.SWEEP)
 
 
 class Strategy:
@@ -91,6 +108,7 @@ class Artifact:
     SPECTRUM_CSV = "spectrum.csv"
     SPECTRUM_PNG = "spectrum.png"
     PER_CLASS_IOU_JSON = "per_class_iou.json"
+    SPACE_YAML = "space.yaml"  # the sweep's space, on its parent run
     PLAN_LRG_JSON = "plan_lrg.json"
     PLAN_ANNOTATION_JSON = "plan_annotation.json"
     # what ``analyze`` writes (to its --out directory, and on the analysis run)
@@ -188,6 +206,20 @@ DERIVED_PARAMS: tuple[str, ...] = (Param.LRG_EFFECTIVE, Param.NATIVE_LRG)
 _ABSENT = NONE_STRINGS | {"nan"}
 
 
+def run_name(cfg: TrialConfig) -> str:
+    """A trial run's name that says what ran: ``dan-resnet18-synthetic-smooth-lrg9-p0``, with
+    ``-nu4`` for block-wise labels, ``-dp0.2`` for a decoder rate, ``-s1`` for a seed."""
+    parts = [cfg.model, cfg.backbone, cfg.dataset, f"lrg{cfg.effective_lrg}"]
+    parts.append(f"p{cfg.prune_rate:g}")
+    if cfg.decoder_prune_rate:
+        parts.append(f"dp{cfg.decoder_prune_rate:g}")
+    if cfg.annotation_nu_max is not None:
+        parts.append(f"nu{cfg.annotation_nu_max:g}")
+    if cfg.seed:
+        parts.append(f"s{cfg.seed}")
+    return "-".join(parts)
+
+
 def to_params(cfg: TrialConfig) -> dict[str, str]:
     """MLflow params of a trial: its set fields as strings (None left out), plus the derived
     ``lrg_effective`` and ``native_lrg``."""
@@ -224,6 +256,7 @@ def _text(value: Any) -> str:
 __all__ = [
     "DERIVED_PARAMS",
     "INIT_PROFILE_COLUMN",
+    "MODEL_TRAINING_KIND",
     "ROLES",
     "R_CE_MAX_PARAM",
     "STRATEGIES",
@@ -231,6 +264,7 @@ __all__ = [
     "UNTRAINED_ROLES",
     "Artifact",
     "Metric",
+    "MlflowTag",
     "Param",
     "Role",
     "Strategy",
@@ -238,5 +272,6 @@ __all__ = [
     "from_params",
     "r_ce_point",
     "r_ce_point_band",
+    "run_name",
     "to_params",
 ]

@@ -2,18 +2,27 @@
 
 Reads an MLflow experiment (``--experiment``) or a runs CSV (``--runs-csv``), writes
 ``DIR/estimator.json``, ``DIR/optimal_lrg.csv``, ``DIR/report.md`` and ``DIR/report.html``
-(plus drops/LODO tables and figures), prints the optimal-LRG table, and from MLflow logs the
-outputs as a new run named "analysis" in the same experiment.
+(plus drops/LODO tables and figures) and ``DIR/optimal_space.yaml`` (each group's optimal
+configuration as a space file), prints the optimal-LRG table and the command that reruns the
+optimal configurations, and from MLflow logs the outputs as a new run named "analysis" in the
+same experiment.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.commands import add_tracking_uri
 from trainables.errors import InputError
+
+if TYPE_CHECKING:
+    from trainables.config import TrialConfig
+
+#: The space file of the optimal configurations, in ``--out``.
+OPTIMAL_SPACE = "optimal_space.yaml"
 
 
 def register(sub: Any) -> None:
@@ -25,7 +34,8 @@ def register(sub: Any) -> None:
             "Read a sweep's runs (MLflow experiment or CSV), pick the FPI-minimising LRG per "
             "(model, dataset, prune rate), fit the mIoU-drop estimator drop = a*R_ce + b over "
             "R_ce < --r-ce-max, validate it leaving one data set out, and write estimator.json, "
-            "optimal_lrg.csv, report.md and report.html into --out."
+            "optimal_lrg.csv, report.md, report.html and optimal_space.yaml (the optimal "
+            "configurations as a space file for `sweep --space-file`) into --out."
         ),
     )
     source = p.add_mutually_exclusive_group(required=True)
@@ -81,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     for note in analysis.notes:
         print(f"warning: {note}", file=sys.stderr)
     outputs = write_outputs(analysis, out, source)
+    space_file = write_optimal_space(analysis, args, out)
+    if space_file is not None:
+        outputs.files.append(space_file)
     print(format_table(analysis.optimal.to_dict("records"), list(analysis.optimal.columns)))
     print()
     if analysis.estimator is not None:
@@ -92,10 +105,149 @@ def run(args: argparse.Namespace) -> int:
             f"mean FPI regret {float(lodo['regret'].mean()):.2%}"
         )
     print(f"wrote {', '.join(p.name for p in outputs.files)} to {outputs.directory}")
+    if space_file is not None:
+        print(f"rerun: {rerun_command(space_file)}")
     if uri is not None and not args.no_log:
         run_id = log_analysis_run(uri, args.experiment, outputs, analysis)
         print(f"logged to MLflow run {run_id} (name 'analysis') in {args.experiment!r}")
     return 0
+
+
+def rerun_command(space_file: Path) -> str:
+    """The command that sweeps a written space file."""
+    from orchestrator.commands.plan_outputs import sweep_command
+
+    return sweep_command(space_file)
+
+
+def write_optimal_space(analysis: Any, args: argparse.Namespace, out: Path) -> Path | None:
+    """``out/optimal_space.yaml``: each truncation group's FPI-optimal configuration, with the
+    full config of its run when the source has it (MLflow, or a CSV from ``runs --csv``), else
+    what the CSV gives (settings it lacks are named on stderr and in the file). None, with a
+    warning, when there is nothing to write or the configurations are not valid trials."""
+    from search_spaces.export import missing_settings, space_name, space_of_configs, write_space
+
+    if analysis.optimal.empty:
+        return None
+    run_ids = optimal_run_ids(analysis)
+    configs = _source_configs(args, [ids[0] for ids in run_ids])
+    trials: list[TrialConfig | dict[str, Any]] = []
+    known: set[str] = set()
+    partial = 0
+    for row, ids in zip(analysis.optimal.to_dict("records"), run_ids, strict=True):
+        full = next((configs[i] for i in ids if i in configs), None)
+        if full is not None:
+            trials.append(_with_lrg(full, int(row["lrg"])))
+            continue
+        partial += 1
+        trial = _known_settings(analysis, row, ids)
+        known |= {*trial, "annotation_nu_max"}  # optimal rows are pixel-wise
+        trials.append(trial)
+    base = Path(args.runs_csv).stem if args.runs_csv else args.experiment
+    name = space_name(f"{base}-optimal")
+    source = f"experiment {args.experiment!r}" if args.experiment else f"runs CSV {args.runs_csv}"
+    path = out / OPTIMAL_SPACE
+    comments = [f"the FPI-optimal LRG configuration of each group, from {source}"]
+    datasets = [str(d) for d in analysis.optimal["dataset"]]
+    missing = missing_settings(sorted(known), datasets) if partial else []
+    if missing:
+        comments.append(
+            f"not in the source ({partial} of {len(trials)} configurations; TrialConfig "
+            f"defaults apply): {', '.join(missing)}"
+        )
+    comments.append(f"rerun: {rerun_command(path)}")
+    try:
+        space = space_of_configs(name, trials, comments[0], source=str(path))
+    except InputError as err:
+        print(f"warning: {OPTIMAL_SPACE} not written: {err}", file=sys.stderr)
+        return None
+    write_space(space, path, comments)
+    if missing:
+        print(
+            f"warning: {OPTIMAL_SPACE}: the source gives {', '.join(sorted(known))} for "
+            f"{partial} configuration(s); missing (defaults apply, edit the file): "
+            f"{', '.join(missing)}",
+            file=sys.stderr,
+        )
+    return path
+
+
+def optimal_run_ids(analysis: Any) -> list[tuple[str, ...]]:
+    """The run ids behind each row of ``analysis.optimal`` (its prepared row's ``run_ids``)."""
+    from analysis.groups import TRUNCATION
+    from analysis.runs import is_nan
+
+    optimal = analysis.optimal
+    keys = list(optimal.columns[: list(optimal.columns).index("lrg") + 1])
+    rows = analysis.rows.loc[analysis.rows["kind"] == TRUNCATION].to_dict("records")
+    out = []
+    for best in optimal.to_dict("records"):
+        match = next(
+            (
+                r
+                for r in rows
+                if all(
+                    (is_nan(r[k]) and is_nan(best[k])) or r[k] == best[k] for k in keys if k in r
+                )
+            ),
+            None,
+        )
+        out.append(tuple(match["run_ids"]) if match is not None else ())
+    return out
+
+
+def _source_configs(args: argparse.Namespace, run_ids: list[str]) -> dict[str, TrialConfig]:
+    """Full configs of ``run_ids``: from MLflow's params, or a CSV's ``params.*`` columns."""
+    if args.runs_csv:
+        from analysis.runs_export import csv_configs
+
+        return csv_configs(args.runs_csv)
+    from analysis.mlflow_runs import runs_frame
+    from analysis.mlflow_trials import run_config
+
+    frame = runs_frame(_tracking_uri(args), args.experiment)
+    wanted = set(run_ids)
+    out: dict[str, TrialConfig] = {}
+    for run in frame.to_dict("records"):
+        if run["run_id"] in wanted:
+            try:
+                out[str(run["run_id"])] = run_config(run)
+            except InputError:
+                continue
+    return out
+
+
+def _with_lrg(cfg: TrialConfig, lrg: int) -> TrialConfig:
+    """``cfg`` at grid ``lrg`` (spelled out), without post-hoc evaluations."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, lrg=lrg, eval_lrgs=())
+
+
+#: Columns of a prepared row that are TrialConfig settings.
+_CONTEXT_SETTINGS = ("backbone", "input_size", "decoder_prune_rate", "truncation", "num_classes")
+
+
+def _known_settings(analysis: Any, row: dict[str, Any], ids: tuple[str, ...]) -> dict[str, Any]:
+    """What a CSV without params gives about an optimal configuration."""
+    from analysis.runs import is_nan
+
+    prepared = analysis.rows.set_index("run_id", drop=False)
+    context = prepared.loc[ids[0]].to_dict() if ids and ids[0] in prepared.index else {}
+    out: dict[str, Any] = {
+        "model": str(row["model"]),
+        "dataset": str(row["dataset"]),
+        "prune_rate": float(row["prune_rate"]),
+        "lrg": int(row["lrg"]),
+    }
+    for key in _CONTEXT_SETTINGS:
+        value = row.get(key, context.get(key))
+        if value is None or is_nan(value):
+            continue
+        out[key] = int(value) if key in ("input_size", "num_classes") else value
+    if "decoder_prune_rate" in out:
+        out["decoder_prune_rate"] = float(out["decoder_prune_rate"])
+    return out
 
 
 def _tracking_uri(args: argparse.Namespace) -> str:

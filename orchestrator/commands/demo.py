@@ -150,14 +150,12 @@ class DemoAnalysis:
 
 
 def analyze_sweep(directory: Path, experiment: str) -> DemoAnalysis:
-    """Analyse the exhaustive sweep, write the report; log it to MLflow once."""
+    """Analyse the exhaustive sweep (the report is written with the verdict: ``write_report``)."""
     import warnings
 
     from analysis import analyze, load_runs_mlflow
-    from analysis.mlflow_runs import runs_frame
-    from analysis.report import REPORT_HTML, log_analysis_run, write_outputs
+    from analysis.report import REPORT_HTML
     from analysis.runs import AnalysisWarning
-    from trainables.run_schema import Role, Tag
 
     _, uri = demo_locations(directory)
     out = directory / f"{experiment}{REPORT_SUFFIX}"
@@ -166,15 +164,25 @@ def analyze_sweep(directory: Path, experiment: str) -> DemoAnalysis:
         warnings.simplefilter("always", AnalysisWarning)
         analysis = analyze(load_runs_mlflow(uri, experiment), source=source)
     analysis.notes = list(dict.fromkeys(str(w.message) for w in caught))
-    outputs = write_outputs(analysis, out, source)
-    runs = runs_frame(uri, experiment)
-    roles = runs.get(f"tags.{Tag.ROLE}")
-    if roles is None or not (roles == Role.ANALYSIS).any():
-        log_analysis_run(uri, experiment, outputs, analysis)
     return DemoAnalysis(analysis, out / REPORT_HTML, out)
 
 
-def print_verdict(exhaustive: Any, estimate: Any, result: DemoAnalysis) -> None:
+def write_report(directory: Path, experiment: str, result: DemoAnalysis, verdict: Any) -> None:
+    """The report with the verdict in it; logged to MLflow once (a rerun logs nothing twice)."""
+    from analysis.mlflow_runs import runs_frame
+    from analysis.report import log_analysis_run, write_outputs
+    from trainables.run_schema import Role, Tag
+
+    _, uri = demo_locations(directory)
+    source = f"MLflow experiment {experiment!r} at {uri}"
+    outputs = write_outputs(result.analysis, result.directory, source, verdict=verdict)
+    runs = runs_frame(uri, experiment)
+    roles = runs.get(f"tags.{Tag.ROLE}")
+    if roles is None or not (roles == Role.ANALYSIS).any():
+        log_analysis_run(uri, experiment, outputs, result.analysis)
+
+
+def print_verdict(exhaustive: Any, estimate: Any, result: DemoAnalysis) -> Any:
     """Trainings and picks of each strategy against the exhaustive optimum, the fitted
     estimator, the report's path. ``paper`` is the live estimate strategy; ``adaptive`` is
     replayed on the exhaustive sweep (``analysis.backtest``: trials are deterministic, so a live
@@ -189,6 +197,7 @@ def print_verdict(exhaustive: Any, estimate: Any, result: DemoAnalysis) -> None:
     sweep = Sweep.from_groups(result.analysis.groups, result.analysis.drops)
     adaptive = backtest(sweep, "adaptive", PAPER_ESTIMATOR)
     table = _with_adaptive(table, adaptive)
+    result.directory.mkdir(parents=True, exist_ok=True)
     table.to_csv(result.directory / VERDICT_CSV, index=False)
     print()
     print("== verdict ==")
@@ -319,7 +328,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"demo interrupted; continue it with: {again}", file=sys.stderr)
         return 130
     result = analyze_sweep(directory, name)
-    print_verdict(exhaustive, estimate, result)
+    verdict = print_verdict(exhaustive, estimate, result)
+    write_report(directory, name, result, verdict)
     print(f"demo finished in {time.perf_counter() - began:.0f} s")
     print_next_steps(directory, [name, estimate_name])
     failed = exhaustive.errored + estimate.references.errored

@@ -1,13 +1,57 @@
-"""What ``sweep`` prints after a strategy's phases: each phase's summary, then one line per group
-(the paper strategy's plans, the adaptive strategy's picks); exit codes as a sweep's."""
+"""What ``sweep`` prints when it ends: a sweep's summary and exit code (:func:`print_outcome`), and
+after a strategy's phases each phase's summary, then one line per group (the paper strategy's
+plans, the adaptive strategy's picks)."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
-from orchestrator.commands.sweep import print_outcome
 from trainables.run_schema import Role, Tag
+
+
+def print_outcome(outcome: Any, settings: Any) -> int:
+    """One summary block; exit 0 (all ended well), 1 (some failed, or tracking writes lost) or
+    130 (interrupted: the exact command that continues it is printed)."""
+    from orchestrator.uris import ui_command
+
+    stopped = f", {outcome.stopped_early} stopped early" if outcome.stopped_early else ""
+    print(
+        f"sweep {outcome.name}: {outcome.finished} finished{stopped}, {outcome.errored} failed, "
+        f"{outcome.unfinished} unfinished of {outcome.total} trials"
+    )
+    print(f"Tune results: {outcome.path}")
+    print(f"MLflow experiment {settings.mlflow_experiment!r} at {outcome.tracking_uri}")
+    print(f"open the UI: {ui_command(outcome.tracking_uri)}")
+    code = 0
+    if outcome.tracking_lost:
+        print(
+            f"{len(outcome.tracking_lost)} tracking write(s) could not be made to "
+            f"{outcome.tracking_uri} (first: {outcome.tracking_lost[0]}); once the store "
+            f"answers, {resume_command(settings)} repairs the runs from Tune's results",
+            file=sys.stderr,
+        )
+        code = 1
+    if outcome.unfinished:
+        print(f"sweep interrupted; continue it with: {resume_command(settings)}", file=sys.stderr)
+        return 130
+    if outcome.errored:
+        print(
+            f"{outcome.errored} trial(s) failed; their MLflow runs are FAILED with the error in "
+            f"tag {Tag.ERROR}",
+            file=sys.stderr,
+        )
+        code = 1
+    return code
+
+
+def resume_command(settings: Any) -> str:
+    """The exact command that continues (or repairs) the sweep."""
+    return (
+        f"spectral-sweep sweep --resume --name {settings.name} "
+        f"--storage {Path(settings.storage).expanduser().resolve()}"
+    )
 
 
 def print_estimate(outcome: Any, settings: Any) -> int:

@@ -23,16 +23,17 @@ from orchestrator.commands import (
     check_max_drop,
     parse_experiments,
 )
+from orchestrator.commands.plan_labels import LABELS_ONLY_FLAGS, add_labels_only, run_labels_only
 
 #: Plan-table columns printed, with their headers.
 _COLUMNS = {
     "lrg": "lrg",
     "nu_max": "nu_max",
     "r_ce": "r_ce",
-    "predicted_drop": "pred_drop",
-    "predicted_miou": "pred_miou",
+    "predicted_drop": "predicted_drop",
+    "predicted_miou": "predicted_miou",
     "gflops": "gflops",
-    "predicted_fpi": "pred_fpi",
+    "predicted_fpi": "predicted_fpi",
     "feasible": "feasible",
     "extrapolated": "extrapolated",
 }
@@ -76,93 +77,15 @@ def register(sub: Any) -> None:
     )
     add_max_drop(p)
     p.add_argument("--json", action="store_true", help="print the plan(s) as JSON")
-    _add_labels_only(p)
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="write the recommended trial (one per plan) as a space file (*.yaml) for "
+        "`sweep --space-file`",
+    )
+    add_labels_only(p)
     p.set_defaults(func=run)
-
-
-def _add_labels_only(p: Any) -> None:
-    """The ``--labels-only`` flag and the data-set / architecture flags it reads."""
-    g = p.add_argument_group(
-        "label-only prediction (no run, no MLflow)",
-        "Predict the drop of each LRG from the labels' spectrum alone: the R_ce curve of an "
-        "ideal predictor T * onehot(labels), through the estimator (default paper).",
-    )
-    g.add_argument(
-        "--labels-only",
-        action="store_true",
-        help="predict from the labels of --dataset instead of a reference run",
-    )
-    g.add_argument(
-        "--dataset", default=None, metavar="NAME", help="a registered data set, e.g. voc"
-    )
-    g.add_argument(
-        "--data-root", default=None, metavar="DIR", help="data set root (not for synthetic sets)"
-    )
-    g.add_argument(
-        "--split", default="val", metavar="S", help="split to read (default val, as evaluated)"
-    )
-    g.add_argument("--limit", type=int, default=None, metavar="N", help="read at most N labels")
-    g.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="data-set option, e.g. --option length=16 (repeatable)",
-    )
-    g.add_argument(
-        "--input-size", type=int, default=None, metavar="S", help="eval crop size S (default 513)"
-    )
-    g.add_argument(
-        "--num-classes",
-        type=int,
-        default=None,
-        metavar="C",
-        help="class count (default: data set's)",
-    )
-    g.add_argument(
-        "--seed", type=int, default=None, metavar="N", help="data seed (synthetic sets; default 0)"
-    )
-    g.add_argument(
-        "--temperature",
-        type=float,
-        default=None,
-        metavar="T",
-        help="ideal predictor's temperature (default: the T whose CE is 0.1)",
-    )
-    g.add_argument(
-        "--regressor",
-        default=None,
-        choices=["r_ce_label", "energy_above"],
-        help="curve the estimator reads: label energy above each band (default; it backtests better on the demo) or the ideal predictor's R_ce",
-    )
-    g.add_argument(
-        "--model", default=None, help="count each LRG's FLOPs for this model (e.g. deeplabv3plus)"
-    )
-    g.add_argument("--backbone", default=None, help="backbone of --model (default resnet101)")
-    g.add_argument(
-        "--reference-miou",
-        type=float,
-        default=None,
-        metavar="M",
-        help="expected mIoU at the native grid (a fraction): adds predicted mIoU and FPI",
-    )
-
-
-#: Flags that only --labels-only reads, by attribute, with their flag names.
-_LABELS_ONLY_FLAGS = {
-    "dataset": "--dataset",
-    "data_root": "--data-root",
-    "limit": "--limit",
-    "option": "--option",
-    "input_size": "--input-size",
-    "num_classes": "--num-classes",
-    "seed": "--seed",
-    "temperature": "--temperature",
-    "regressor": "--regressor",
-    "model": "--model",
-    "backbone": "--backbone",
-    "reference_miou": "--reference-miou",
-}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -173,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.labels_only:
         return run_labels_only(args)
-    given = [f for name, f in _LABELS_ONLY_FLAGS.items() if getattr(args, name) not in (None, [])]
+    given = [f for name, f in LABELS_ONLY_FLAGS.items() if getattr(args, name) not in (None, [])]
     if args.split != "val":
         given.append("--split")
     if given:
@@ -186,9 +109,17 @@ def run(args: argparse.Namespace) -> int:
     from analysis.plan import plan_reference
     from analysis.references import reference_from_run, references_from_experiment
     from analysis.runs import AnalysisWarning
+    from orchestrator.commands.plan_outputs import (
+        check_space_out,
+        count_reference,
+        print_recommendation,
+        reference_recommendation,
+        run_configs,
+    )
     from orchestrator.uris import check_store_exists, resolve_tracking_uri
 
     check_max_drop(args.max_drop)
+    out = check_space_out(args.out)
     uri = resolve_tracking_uri(args.tracking_uri)
     check_store_exists(uri)
     estimator = plan_estimator(args, uri)
@@ -200,15 +131,55 @@ def run(args: argparse.Namespace) -> int:
             references = references_from_experiment(uri, args.experiment)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
-    plans = [plan_reference(estimator, ref, args.lrgs, args.max_drop) for ref in references]
+    plans = []
+    for ref in references:
+        count_reference(ref, args.lrgs)  # progress lines; the plan finds the counts cached
+        plans.append(plan_reference(estimator, ref, args.lrgs, args.max_drop))
+    configs = run_configs(uri, [str(p.context["run_id"]) for p in plans if p.recommended])
+    recommendations = [reference_recommendation(p, configs) for p in plans]
     if args.json:
-        payload: Any = [p.to_dict() for p in plans]
+        payload: Any = [
+            with_command(p.to_dict(), r) for p, r in zip(plans, recommendations, strict=True)
+        ]
         print(json.dumps(payload[0] if args.run_id else payload, indent=2))
+    else:
+        print(f"estimator: {estimator.describe()}")
+        for plan, recommendation in zip(plans, recommendations, strict=True):
+            print()
+            _print_plan(plan)
+            print_recommendation(recommendation)
+    source = f"run {args.run_id}" if args.run_id else f"experiment {args.experiment!r}"
+    name = f"plan-{args.run_id or args.experiment}"
+    return write_out(out, recommendations, name, source, args.json)
+
+
+def with_command(payload: dict[str, Any], recommendation: Any) -> dict[str, Any]:
+    """A plan's JSON with the train command of its recommendation (null without one)."""
+    payload["train_command"] = recommendation.command if recommendation is not None else None
+    if recommendation is not None and recommendation.missing:
+        payload["train_command_missing"] = recommendation.missing
+    return payload
+
+
+def write_out(
+    out: Any, recommendations: list[Any], name: str, source: str, as_json: bool = False
+) -> int:
+    """``--out FILE``: the recommended trials as a space file; exit 1 when no plan has one.
+    The line naming the file goes to stderr under ``--json`` (stdout stays JSON)."""
+    from orchestrator.commands.plan_outputs import sweep_command, write_recommendations
+
+    if out is None:
         return 0
-    print(f"estimator: {estimator.describe()}")
-    for plan in plans:
-        print()
-        _print_plan(plan)
+    chosen = [r for r in recommendations if r is not None]
+    if not chosen:
+        print(f"not written: {out} (no plan has a recommendation)", file=sys.stderr)
+        return 1
+    path = write_recommendations(out, chosen, name, source)
+    trials = f"{len(chosen)} trial{'s' if len(chosen) != 1 else ''}"
+    print(
+        f"wrote {path} ({trials}); rerun: {sweep_command(path)}",
+        file=sys.stderr if as_json else sys.stdout,
+    )
     return 0
 
 
@@ -252,132 +223,3 @@ def _print_plan(plan: Any) -> None:
         )
     if bool(plan.table["extrapolated"].any()):
         print("extrapolated: R_ce beyond the estimator's fitted range (a rough prediction)")
-
-
-# --------------------------------------------------------------------- --labels-only
-
-#: Label-only table columns printed, with their headers (FLOPs/FPI columns when counted).
-_LABEL_COLUMNS = {
-    "lrg": "lrg",
-    "nu_max": "nu_max",
-    "r_ce_label": "r_ce_label",
-    "energy_above": "energy_above",
-    "predicted_drop": "pred_drop",
-    "gflops": "gflops",
-    "relative_fpi": "rel_fpi",
-    "predicted_miou": "pred_miou",
-    "predicted_fpi": "pred_fpi",
-    "feasible": "feasible",
-    "extrapolated": "extrapolated",
-}
-
-
-def run_labels_only(args: argparse.Namespace) -> int:
-    """``plan --labels-only``: read the labels, count FLOPs if asked, predict, print."""
-    from analysis.labels_only import candidate_lrgs, label_curves, labels_only_plan
-    from orchestrator.commands.spectrum import parse_options
-    from trainables.errors import InputError
-    from trainables.grids import native_grid_size
-
-    flags = ("--run-id", "--experiment") + (() if args.estimator_from else ("--tracking-uri",))
-    for flag in flags:
-        if getattr(args, flag[2:].replace("-", "_")) is not None:
-            raise InputError(f"--labels-only predicts without a run: drop {flag}")
-    if args.dataset is None:
-        from trainables.data import list_datasets
-
-        names = ", ".join(list_datasets())
-        raise InputError(f"--labels-only needs --dataset NAME; choose from: {names}")
-    check_max_drop(args.max_drop)
-    for flag, value in (
-        ("--limit", args.limit),
-        ("--input-size", args.input_size),
-        ("--num-classes", args.num_classes),
-    ):
-        if value is not None and value < 1:
-            raise InputError(f"{flag} {value} must be >= 1")
-    if args.reference_miou is not None and not 0.0 < args.reference_miou <= 1.0:
-        raise InputError(f"--reference-miou {args.reference_miou} is not a fraction in (0, 1]")
-    if args.temperature is not None:
-        from trainables.spectral.ideal import check_temperature
-
-        check_temperature(args.temperature)
-    if args.backbone is not None and args.model is None:
-        raise InputError("--backbone needs --model (the architecture whose FLOPs are counted)")
-    if args.model is not None:
-        from trainables.models import check_backbone, check_model
-
-        args.backbone = args.backbone or "resnet101"
-        check_model(args.model)
-        check_backbone(args.backbone)
-    estimator = plan_estimator(args, None)
-    input_size = args.input_size or 513
-    native = native_grid_size(input_size)
-    candidates = candidate_lrgs(args.lrgs, input_size, native)  # checked before any reading
-    curves = label_curves(
-        args.dataset,
-        data_root=args.data_root,
-        split=args.split,
-        input_size=input_size,
-        num_classes=args.num_classes,
-        options=parse_options(args.option),
-        limit=args.limit,
-        temperature=args.temperature,
-        seed=args.seed or 0,
-    )
-    gflops = None
-    if args.model is not None:
-        from trainables.flops import grid_flops
-
-        grids = sorted({*candidates, native})
-        reports = grid_flops(args.model, args.backbone, input_size, curves.num_classes, grids)
-        gflops = {int(s): r.gflops for s, r in reports.items() if s is not None}
-    plan = labels_only_plan(
-        curves,
-        estimator,
-        candidates,
-        native_lrg=native,
-        gflops=gflops,
-        max_drop=args.max_drop,
-        reference_miou=args.reference_miou,
-        regressor=args.regressor or "energy_above",
-    )
-    if args.json:
-        payload = plan.to_dict()
-        payload.update(model=args.model, backbone=args.backbone)
-        print(json.dumps(payload, indent=2))
-        return 0
-    _print_labels_only(plan, args)
-    return 0
-
-
-def _print_labels_only(plan: Any, args: argparse.Namespace) -> None:
-    from orchestrator.table import format_table
-
-    ctx = plan.context
-    print(
-        f"labels only: {ctx['dataset']} ({ctx['split']}, {ctx['n_images']} labels at "
-        f"{ctx['input_size']}x{ctx['input_size']}, {ctx['num_classes']} classes); ideal "
-        f"predictor T = {ctx['temperature']:.4g} (CE {ctx['ideal_ce']:.4g})"
-    )
-    print(f"estimator: {plan.estimator.describe()}, reading {plan.regressor}")
-    arch = f", FLOPs of {args.model} ({args.backbone})" if args.model else ""
-    print(f"native grid {plan.native_lrg} (drop 0 by definition){arch}")
-    columns = [c for c in _LABEL_COLUMNS if not bool(plan.table[c].isna().all())]
-    print(format_table(plan.table.to_dict("records"), columns, _LABEL_COLUMNS))
-    if plan.recommended is None:
-        print(f"no recommendation ({plan.rule})")
-    else:
-        row = plan.table.loc[plan.table["lrg"] == plan.recommended].iloc[0]
-        extra = ""
-        if args.model:
-            extra = f", {row['gflops']:.4g} GFLOPs, relative FPI {row['relative_fpi']:.4g}"
-        print(
-            f"recommended LRG: {plan.recommended} ({plan.rule}; predicted drop "
-            f"{row['predicted_drop']:.2%}{extra})"
-        )
-    if bool(plan.table["extrapolated"].any()):
-        print(
-            f"extrapolated: {plan.regressor} >= {plan.estimator.r_ce_max:g}, beyond the estimator's "
-            "fitted range (a rough prediction)"
-        )

@@ -17,8 +17,8 @@ MAIN_COLUMNS = {
     "params.model": "model",
     "params.dataset": "dataset",
     "params.lrg_effective": "lrg",
-    "params.prune_rate": "prune",
-    "params.annotation_nu_max": "ann_nu",
+    "params.prune_rate": "prune_rate",
+    "params.annotation_nu_max": "annotation_nu_max",
     f"metrics.{Metric.EPOCH}": "epoch",
     f"metrics.{Metric.MIOU}": "miou",
     f"metrics.{Metric.GFLOPS}": "gflops",
@@ -35,12 +35,20 @@ def register(sub: Any) -> None:
         help="list a sweep's MLflow runs",
         description=(
             "List the runs of an MLflow experiment (one per trial): the main params and latest "
-            "metrics as a table, or with --csv every tag, param and metric as CSV on stdout."
+            "metrics as a table, or with --csv as CSV on stdout: first the columns `analyze "
+            "--runs-csv` reads (model, dataset, prune_rate, lrg, miou, gflops, "
+            "annotation_nu_max, r_ce_nu*, seed, run_id, context, status, role), then every "
+            "tag, param and metric."
         ),
     )
     p.add_argument("--experiment", required=True, help="experiment (= sweep) name")
     add_tracking_uri(p)
-    p.add_argument("--csv", action="store_true", help="all columns as CSV on stdout")
+    p.add_argument(
+        "--csv",
+        action="store_true",
+        help="CSV on stdout that `analyze --runs-csv` and `backtest --runs-csv` read, with every "
+        "tag, param and metric after the analysis columns",
+    )
     p.set_defaults(func=run)
 
 
@@ -56,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     if frame.empty:
         raise InputError(f"experiment {args.experiment!r} at {uri} has no runs")
     if args.csv:
-        frame.to_csv(sys.stdout, index=False)
+        from analysis.runs_export import export_runs
+
+        export_runs(frame).to_csv(sys.stdout, index=False)
         return 0
     frame = frame.sort_values("run_name", kind="stable")
     columns = [c for c in MAIN_COLUMNS if c in frame.columns]

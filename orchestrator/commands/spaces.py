@@ -26,10 +26,9 @@ def run(args: argparse.Namespace) -> int:
     from search_spaces import get_space, list_spaces
 
     if args.show is not None:
-        import yaml
+        from search_spaces.export import space_yaml
 
-        data = {k: v for k, v in get_space(args.show).to_dict().items() if v not in ({}, "")}
-        print(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100).rstrip())
+        print(space_yaml(get_space(args.show)).rstrip())
         return 0
     rows = []
     for name in list_spaces():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +19,11 @@ from orchestrator.commands import (
     parse_experiments,
 )
 from orchestrator.commands.backtest import add_strategy_flags
+from orchestrator.commands.dry_run import add_cost_flags, check_cost_flags, dry_run
 from orchestrator.preflight import check_storage, sweep_exists
 from orchestrator.settings import DEFAULT_STORAGE
 from trainables.errors import InputError
-from trainables.run_schema import STRATEGIES, Metric, Strategy, Tag
+from trainables.run_schema import STRATEGIES, Metric, Strategy
 
 #: Metrics ASHA may compare trials on (all maximised).
 ASHA_METRICS: tuple[str, ...] = (Metric.MIOU, Metric.BOUNDARY_IOU, Metric.PIXEL_ACC)
@@ -47,7 +47,11 @@ def register(sub: Any) -> None:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--space", metavar="NAME", help="a built-in space (see `spaces`)")
     source.add_argument("--space-file", metavar="FILE", help="a YAML/TOML space file")
-    p.add_argument("--dry-run", action="store_true", help="print the trials and exit (no Ray)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the trials and the sweep's estimated compute, and exit (no Ray)",
+    )
     p.add_argument("--name", help="sweep name = MLflow experiment (default: the space name)")
     p.add_argument(
         "--storage",
@@ -157,6 +161,7 @@ def register(sub: Any) -> None:
     )
     add_max_drop(p, "estimate: ")
     p.add_argument("--quiet", action="store_true", help="no progress table")
+    add_cost_flags(p)
     p.set_defaults(func=run)
 
 
@@ -324,66 +329,9 @@ def resume_settings(args: argparse.Namespace, storage: Path) -> SweepSettings:
 # --------------------------------------------------------------------- output
 
 
-def print_trials(space: Any) -> None:
-    """The dry-run table: one row per trial with the settings that vary, and the count."""
-    from orchestrator.table import format_table
-
-    trials = space.configs()
-    columns = space.varying_keys()
-    rows = [{"#": i, **t} for i, t in enumerate(trials)]
-    fixed = {k: v for k, v in trials[0].items() if k not in columns} if trials else {}
-    print(f"space {space.name}: {len(trials)} trials")
-    if fixed:
-        print("same in every trial: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
-    print(format_table(rows, ["#", *columns]))
-    print(f"{len(trials)} trials")
-
-
-def print_outcome(outcome: Any, settings: Any) -> int:
-    """One summary block; exit 0 (all ended well), 1 (some failed, or tracking writes lost) or
-    130 (interrupted: the exact command that continues it is printed)."""
-    from orchestrator.uris import ui_command
-
-    stopped = f", {outcome.stopped_early} stopped early" if outcome.stopped_early else ""
-    print(
-        f"sweep {outcome.name}: {outcome.finished} finished{stopped}, {outcome.errored} failed, "
-        f"{outcome.unfinished} unfinished of {outcome.total} trials"
-    )
-    print(f"Tune results: {outcome.path}")
-    print(f"MLflow experiment {settings.mlflow_experiment!r} at {outcome.tracking_uri}")
-    print(f"open the UI: {ui_command(outcome.tracking_uri)}")
-    code = 0
-    if outcome.tracking_lost:
-        print(
-            f"{len(outcome.tracking_lost)} tracking write(s) could not be made to "
-            f"{outcome.tracking_uri} (first: {outcome.tracking_lost[0]}); once the store "
-            f"answers, {resume_command(settings)} repairs the runs from Tune's results",
-            file=sys.stderr,
-        )
-        code = 1
-    if outcome.unfinished:
-        print(f"sweep interrupted; continue it with: {resume_command(settings)}", file=sys.stderr)
-        return 130
-    if outcome.errored:
-        print(
-            f"{outcome.errored} trial(s) failed; their MLflow runs are FAILED with the error in "
-            f"tag {Tag.ERROR}",
-            file=sys.stderr,
-        )
-        code = 1
-    return code
-
-
-def resume_command(settings: Any) -> str:
-    """The exact command that continues (or repairs) the sweep."""
-    return (
-        f"spectral-sweep sweep --resume --name {settings.name} "
-        f"--storage {Path(settings.storage).expanduser().resolve()}"
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    """Validate everything, then dry-run or sweep."""
+    """Validate everything, then dry-run (the trials and their estimated compute) or sweep."""
+    check_cost_flags(args)  # cost flags go with --dry-run only
     if args.dry_run:
         if args.resume:
             raise InputError("--dry-run and --resume do not go together")
@@ -393,8 +341,7 @@ def run(args: argparse.Namespace) -> int:
         from orchestrator.uris import check_tracking_uri, resolve_tracking_uri
 
         check_tracking_uri(resolve_tracking_uri(args.tracking_uri), probe_server=False)
-        print_trials(load_space(args))
-        return 0
+        return dry_run(args, load_space(args))
     from orchestrator.commands.outcomes import print_adaptive, print_estimate
 
     settings, resume = settings_from_args(args)
@@ -410,4 +357,6 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.tune import run_sweep
 
     outcome = run_sweep(settings, resume=resume)
+    from orchestrator.commands.outcomes import print_outcome
+
     return print_outcome(outcome, settings)

@@ -10,7 +10,9 @@ import argparse
 import dataclasses
 import json
 import math
+import shlex
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from trainables.config import TrialConfig
@@ -86,6 +88,33 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
     return TrialConfig.from_dict(values)
 
 
+def train_command(config: TrialConfig | Mapping[str, Any]) -> str:
+    """The ``spectral-sweep train`` command of ``config``: ``--model`` and ``--dataset``, then
+    one flag per setting that differs from TrialConfig's default (``extra`` as ``--option
+    KEY=VALUE``), shell-quoted. A partial mapping gives the flags of what it holds."""
+    from search_spaces.export import non_default
+
+    values = config.to_dict() if isinstance(config, TrialConfig) else dict(config)
+    settings = non_default(values)
+    named = {k: values[k] for k in ("model", "dataset") if values.get(k) is not None}
+    parts = ["spectral-sweep", "train"]
+    for name, value in {**named, **settings}.items():
+        if name == "extra":
+            for key, option in value.items():
+                parts += ["--option", f"{key}={_flag_text(option)}"]
+        elif name == "eval_lrgs":
+            parts += ["--eval-lrgs", *(str(int(s)) for s in value)]
+        else:
+            parts += ["--" + name.replace("_", "-"), _flag_text(value)]
+    return shlex.join(parts)
+
+
+def _flag_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _number_or_text(raw: str) -> Any:
     try:
         number = float(raw)
@@ -130,11 +159,18 @@ def run(args: argparse.Namespace) -> int:
 
     def on_report(report: TrialReport) -> None:
         m = report.metrics
-        print(
-            f"epoch {report.epoch + 1}/{cfg.epochs}: loss {m['loss']:.4f} miou {m['miou']:.4f} "
-            f"boundary_iou {m['boundary_iou']:.4f} gflops {m['gflops']:.3f} fpi {m['fpi']:.3f}",
-            file=sys.stderr,
+        scores = (
+            f"loss {m['loss']:.4f} miou {m['miou']:.4f} boundary_iou {m['boundary_iou']:.4f} "
+            f"gflops {m['gflops']:.4g} fpi {m['fpi']:.4g}"
         )
+        if math.isnan(m.get(Metric.TRAIN_LOSS, 0.0)):  # a finished checkpoint, evaluated again
+            print(
+                f"checkpoint in {args.checkpoint_dir} is trained ({cfg.epochs} of {cfg.epochs} "
+                f"epochs): nothing trained, evaluated: {scores}",
+                file=sys.stderr,
+            )
+            return
+        print(f"epoch {report.epoch + 1}/{cfg.epochs}: {scores}", file=sys.stderr)
 
     try:
         result = run_trial(
@@ -145,11 +181,41 @@ def run(args: argparse.Namespace) -> int:
         return 1
     summary = final_summary(result)
     if args.json:
-        print(json.dumps(summary, indent=None, sort_keys=True))
+        from orchestrator.table import naturally_sorted
+
+        print(json.dumps(naturally_sorted(summary), indent=None))
     else:
-        headline = (Metric.MIOU, Metric.BOUNDARY_IOU, Metric.PIXEL_ACC, Metric.LOSS)
-        for key in (*headline, Metric.GFLOPS, Metric.PARAMS, Metric.FPI):
-            print(f"{key:>14}: {summary.get(key)}")
-        for band, value in summary["r_ce"].items():
-            print(f"{'r_ce ' + band:>14}: {value:.6f}")
+        print_summary(summary)
     return 0
+
+
+#: Columns of the post-hoc table (``--eval-lrgs``), in order.
+POSTHOC_COLUMNS: tuple[str, ...] = (
+    Metric.LRG,
+    Metric.MIOU,
+    Metric.BOUNDARY_IOU,
+    Metric.PIXEL_ACC,
+    Metric.LOSS,
+    Metric.GFLOPS,
+    Metric.FPI,
+    Metric.R_CE_LRG,
+)
+
+
+def print_summary(summary: Mapping[str, Any]) -> None:
+    """The final metrics (4 significant digits), R_ce by band and the post-hoc results as a
+    table (one row per LRG: the final model evaluated there, not retrained)."""
+    from orchestrator.table import cell, format_table, natural_key
+
+    headline = (Metric.MIOU, Metric.BOUNDARY_IOU, Metric.PIXEL_ACC, Metric.LOSS)
+    for key in (*headline, Metric.GFLOPS, Metric.PARAMS, Metric.FPI):
+        value = summary.get(key)
+        text = f"{int(value):,}" if key == Metric.PARAMS and value is not None else cell(value)
+        print(f"{key:>14}: {text}")
+    for band in sorted(summary["r_ce"], key=natural_key):
+        print(f"{'r_ce ' + band:>14}: {cell(summary['r_ce'][band])}")
+    posthoc = summary.get("posthoc") or {}
+    if posthoc:
+        rows = [{Metric.LRG: int(s), **m} for s, m in posthoc.items()]
+        print("post-hoc truncation (the final model evaluated at each LRG, not retrained):")
+        print(format_table(rows, list(POSTHOC_COLUMNS)))
