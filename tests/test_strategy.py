@@ -197,6 +197,8 @@ def test_demo_story_on_the_smoke_space(tmp_path: Path, capsys: pytest.CaptureFix
         check_predictions(uri, frame)
         report = tmp_path / "smoke-report"
         assert (report / "report.html").exists() and (report / "estimator.json").exists()
+        html = (report / "report.html").read_text()
+        assert "paper (estimate) strategy: exact picks" in html  # the verdict is in the report
         table = pd.read_csv(report / "verdict.csv")
         assert len(table) == 2 and set(table["optimal_lrg"]) <= {9, 5}
         assert (table["exact"] == (table["picked_lrg"] == table["optimal_lrg"])).all()

@@ -228,6 +228,7 @@ def print_verdict(exhaustive: Any, estimate: Any, result: DemoAnalysis) -> Any:
             f"{len(lodo)} exact, mean FPI regret {float(lodo['regret'].mean()):.1%}"
         )
     print(f"report: {result.report}")
+    return table
 
 
 def _labels_only(exhaustive: Any, result: DemoAnalysis) -> str:
