@@ -26,10 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from analysis.estimator import PAPER_ESTIMATOR, Estimator
-from analysis.plan import curve_at
+from analysis.plan import curve_at, json_value
 from trainables.errors import InputError
 from trainables.grids import band_of_lrg, native_grid_size, paper_lrgs
 
@@ -184,11 +182,9 @@ class LabelsOnlyPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN and inf as null)."""
-        rows = [
-            {k: _json_value(v) for k, v in row.items()} for row in self.table.to_dict("records")
-        ]
+        rows = [{k: json_value(v) for k, v in row.items()} for row in self.table.to_dict("records")]
         return {
-            **{k: _json_value(v) for k, v in self.context.items()},
+            **{k: json_value(v) for k, v in self.context.items()},
             "estimator": self.estimator.to_dict(),
             "regressor": self.regressor,
             "native_lrg": self.native_lrg,
@@ -198,16 +194,6 @@ class LabelsOnlyPlan:
             "rule": self.rule,
             "rows": rows,
         }
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    return value
 
 
 def candidate_lrgs(lrgs: Sequence[int] | None, input_size: int, native: int) -> list[int]:

@@ -74,9 +74,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: context, reference, recommendation and rows (NaN/inf as null)."""
-        rows = [
-            {k: _json_value(v) for k, v in row.items()} for row in self.table.to_dict("records")
-        ]
+        rows = [{k: json_value(v) for k, v in row.items()} for row in self.table.to_dict("records")]
         return {
             **self.context,
             "reference_lrg": self.reference_lrg,
@@ -87,7 +85,8 @@ class Plan:
         }
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A JSON-ready scalar: numpy types as Python's, NaN and inf as None."""
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if isinstance(value, int | np.integer):
@@ -213,4 +212,12 @@ def plan_reference(
     return dataclasses.replace(plan, context=reference.context())
 
 
-__all__ = ["PLAN_COLUMNS", "Plan", "curve_at", "plan_lrgs", "plan_reference", "recommend"]
+__all__ = [
+    "PLAN_COLUMNS",
+    "Plan",
+    "curve_at",
+    "json_value",
+    "plan_lrgs",
+    "plan_reference",
+    "recommend",
+]

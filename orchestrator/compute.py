@@ -126,23 +126,11 @@ def data_facts(cfg: TrialConfig) -> DataFacts:
 
 def _built(cfg: TrialConfig, split: str, length: int | None) -> tuple[int, int]:
     """Length and class count of a split built as ``trainables.trial_setup`` builds it."""
-    from trainables.data import build_dataset
+    from trainables.trial_setup import build_split
 
-    options = dict(cfg.extra)
-    synthetic = cfg.dataset.startswith("synthetic")
-    if synthetic and length is not None:
-        options["length"] = length
-    dataset = build_dataset(
-        cfg.dataset,
-        root=cfg.data_root,
-        split=split,
-        input_size=cfg.input_size,
-        augment=False,
-        num_classes=cfg.num_classes,
-        seed=cfg.seed,
-        **options,
-    )
+    dataset = build_split(cfg, split, length, augment=False)
     size = len(dataset)
+    synthetic = cfg.dataset.startswith("synthetic")
     return (size if synthetic else _limited(size, length) or size), int(dataset.num_classes)
 
 

@@ -34,25 +34,32 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def build_datasets(cfg: TrialConfig) -> tuple[Dataset[Any], Dataset[Any], int]:
-    """The training and evaluation sets and the class count, checked against the config."""
+def build_split(cfg: TrialConfig, split: str, length: int | None, augment: bool) -> Any:
+    """One split of the trial's data set as the trial reads it (a synthetic set generated at
+    ``length``; a real one read whole, ``build_datasets`` limits it)."""
     from trainables.data import build_dataset
 
+    options = dict(cfg.extra)
+    if cfg.dataset.startswith("synthetic") and length is not None:
+        options["length"] = length
+    return build_dataset(
+        cfg.dataset,
+        root=cfg.data_root,
+        split=split,
+        input_size=cfg.input_size,
+        augment=augment,
+        num_classes=cfg.num_classes,
+        seed=cfg.seed,
+        **options,
+    )
+
+
+def build_datasets(cfg: TrialConfig) -> tuple[Dataset[Any], Dataset[Any], int]:
+    """The training and evaluation sets and the class count, checked against the config."""
+
     def make(split: str, length: int | None, augment: bool) -> Any:
-        options = dict(cfg.extra)
         synthetic = cfg.dataset.startswith("synthetic")
-        if synthetic and length is not None:
-            options["length"] = length
-        dataset = build_dataset(
-            cfg.dataset,
-            root=cfg.data_root,
-            split=split,
-            input_size=cfg.input_size,
-            augment=augment,
-            num_classes=cfg.num_classes,
-            seed=cfg.seed,
-            **options,
-        )
+        dataset = build_split(cfg, split, length, augment)
         if not synthetic and length is not None and length < len(dataset):
             return _limited(dataset, length)
         return dataset
