@@ -33,10 +33,10 @@ from analysis.strategies import (
     Pick,
     StrategyOptions,
 )
-from analysis.strategy import TRUNCATION, EstimateGroup, reference_trials
+from analysis.strategy import TRUNCATION, EstimateGroup
 from orchestrator import store
-from orchestrator.settings import SweepOutcome, SweepSettings, save_settings
-from orchestrator.strategy import check_estimate, phase_settings, save_estimator
+from orchestrator.settings import SweepOutcome, SweepSettings
+from orchestrator.strategy import experiment_client, phase_settings, start_strategy
 from trainables.config import TrialConfig
 from trainables.grids import band_of_lrg, native_band
 from trainables.run_schema import Artifact, Metric, Role, Tag
@@ -98,20 +98,12 @@ def run_adaptive(settings: SweepSettings, *, resume: bool = False) -> AdaptiveOu
     """Run (or resume) the adaptive strategy; see the module docstring for its phases."""
     from orchestrator.tune import has_sweep, run_sweep
 
-    estimator, groups = check_estimate(settings)
-    options = strategy_options(settings)
-    if not resume:
-        save_settings(settings)
-        save_estimator(settings, estimator)
-    references = phase_settings(settings, reference_trials(groups), "", Role.REFERENCE)
-    outcome = AdaptiveOutcome(
-        references=run_sweep(
-            references, resume=resume and has_sweep(references.experiment_path), save=False
-        )
-    )
+    options = strategy_options(settings)  # its knobs checked before the references train
+    estimator, groups, references = start_strategy(settings, resume)
+    outcome = AdaptiveOutcome(references=references)
     if outcome.references.unfinished:
         return outcome
-    client, experiment_id = _experiment(settings)
+    client, experiment_id = experiment_client(settings)
     problems, configs, runs = _problems(settings, client, experiment_id, groups, outcome)
     planner = AdaptivePlanner(problems, estimator, options)
     while True:
@@ -129,12 +121,6 @@ def run_adaptive(settings: SweepSettings, *, resume: bool = False) -> AdaptiveOu
     outcome.choices, outcome.picks = list(planner.choices), planner.picks()
     _log_picks(client, runs, outcome)
     return outcome
-
-
-def _experiment(settings: SweepSettings) -> tuple[MlflowClient, str]:
-    client = store.make_client(settings.tracking_uri)
-    experiment = settings.mlflow_experiment
-    return client, store.ensure_experiment(client, experiment, settings.tracking_uri)
 
 
 def _problems(

@@ -133,8 +133,11 @@ def phase_settings(
     )
 
 
-def run_estimate(settings: SweepSettings, *, resume: bool = False) -> EstimateOutcome:
-    """Run (or resume) the estimate strategy; see the module docstring for its phases."""
+def start_strategy(
+    settings: SweepSettings, resume: bool
+) -> tuple[Estimator, list[EstimateGroup], SweepOutcome]:
+    """What every strategy does first: check it (before Ray starts), keep its settings and
+    estimator for ``--resume``, and train (or resume) each group's reference trial."""
     from orchestrator.tune import has_sweep, run_sweep
 
     estimator, groups = check_estimate(settings)
@@ -142,11 +145,16 @@ def run_estimate(settings: SweepSettings, *, resume: bool = False) -> EstimateOu
         save_settings(settings)
         save_estimator(settings, estimator)
     references = phase_settings(settings, reference_trials(groups), "", Role.REFERENCE)
-    outcome = EstimateOutcome(
-        references=run_sweep(
-            references, resume=resume and has_sweep(references.experiment_path), save=False
-        )
-    )
+    resumed = resume and has_sweep(references.experiment_path)
+    return estimator, groups, run_sweep(references, resume=resumed, save=False)
+
+
+def run_estimate(settings: SweepSettings, *, resume: bool = False) -> EstimateOutcome:
+    """Run (or resume) the estimate strategy; see the module docstring for its phases."""
+    from orchestrator.tune import has_sweep, run_sweep
+
+    estimator, groups, references = start_strategy(settings, resume)
+    outcome = EstimateOutcome(references=references)
     if outcome.references.unfinished:
         return outcome
     outcome.plans, outcome.skipped = record_predictions(settings, groups, estimator)
@@ -160,7 +168,8 @@ def run_estimate(settings: SweepSettings, *, resume: bool = False) -> EstimateOu
     return outcome
 
 
-def _experiment(settings: SweepSettings) -> tuple[MlflowClient, str]:
+def experiment_client(settings: SweepSettings) -> tuple[MlflowClient, str]:
+    """A client on the sweep's store and the id of its experiment (created if needed)."""
     client = store.make_client(settings.tracking_uri)
     experiment = settings.mlflow_experiment
     return client, store.ensure_experiment(client, experiment, settings.tracking_uri)
@@ -172,7 +181,7 @@ def record_predictions(
     """Plan every group from its finished reference run and record the predictions in MLflow."""
     from analysis.references import reference_from_run
 
-    client, experiment_id = _experiment(settings)
+    client, experiment_id = experiment_client(settings)
     space_name = settings.search_space().name
     tags = store.sweep_tags(
         settings.mlflow_experiment, space_name, Strategy.ESTIMATE, Role.PREDICTION
@@ -246,7 +255,7 @@ def confirm_trials(plans: list[GroupPlan]) -> list[TrialConfig]:
 
 def link_confirmations(settings: SweepSettings, plans: list[GroupPlan]) -> None:
     """Give each confirmation run its reference and the prediction it confirms."""
-    client, experiment_id = _experiment(settings)
+    client, experiment_id = experiment_client(settings)
     for planned in plans:
         config = planned.recommended_config
         if config is None:
@@ -266,7 +275,9 @@ __all__ = [
     "EstimateOutcome",
     "check_estimate",
     "confirm_trials",
+    "experiment_client",
     "phase_settings",
     "record_predictions",
     "run_estimate",
+    "start_strategy",
 ]
