@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from analysis.estimator import PAPER_ESTIMATOR
 from analysis.mlflow_runs import client_for, experiment_id
+from analysis.pareto import front_table, pareto_front, plot_pareto
 from analysis.plots import (
     plot_budget_curve,
     plot_drops,
@@ -137,6 +138,10 @@ def report_blocks(
         title = f"Figure {number}. {FIGURE_TITLES.get(path.name, path.stem)}."
         caption = captions.get(path.name, "")
         blocks.append(Block("figure", caption, path=path, title=title))
+    front = pareto_front(rows)
+    if len(front):
+        blocks.append(Block("h2", "Pareto front (GFLOPs against mIoU)"))
+        blocks.append(Block("table", table=front_table(front)))
     if analysis.budget is not None and not analysis.budget.empty:
         from analysis.budget import budget_summary
 
@@ -321,6 +326,7 @@ def write_outputs(
         plot_drops(
             analysis.drops, analysis.estimator, analysis.r_ce_max, figures_dir / "drops.png"
         ),
+        plot_pareto(analysis.rows, figures_dir / "pareto.png"),
     ]
     if analysis.budget is not None:
         drawn.append(plot_budget_curve(analysis.budget, figures_dir / "budget_curve.png"))

@@ -24,6 +24,7 @@ FIGURE_TITLES = {
     "fpi.png": "FLOPs per IoU against the LRG size",
     "budget_curve.png": "Backtest: FPI regret against trainings per group",
     "drops.png": "Relative mIoU drop against R_ce",
+    "pareto.png": "Pareto front of GFLOPs against mIoU",
 }
 _CHANNELS = "One panel per data set; line style and marker: model; colour: prune rate."
 
@@ -74,6 +75,13 @@ def figure_captions(analysis: Analysis, with_spectra: bool) -> dict[str, str]:
             "measured optimum; grey lines are single groups. Budget 1 is the reference alone. "
             "How to read: where the red line (worst group) reaches 0, the strategy matches the "
             "exhaustive sweep's pick in every group with that many trainings per group."
+        ),
+        "pareto.png": (
+            "mIoU against GFLOPs of every configuration (grey), one panel per data set; the red "
+            "staircase joins the Pareto front, the configurations no other one beats on both "
+            "(fewer GFLOPs and higher mIoU), ringed and listed in the table below. How to "
+            "read: pick along the red line; a grey point below it costs FLOPs for nothing. "
+            "`sweep --search optuna --multi-objective` samples toward this front."
         ),
         "drops.png": (
             "Relative mIoU drop against R_ce of the reference run at the configuration's band "

@@ -57,6 +57,8 @@ NON_METRIC_KEYS = frozenset(
         Metric.NATIVE_LRG,
     }
 )
+#: What a callback pickled into ``tuner.pkl`` keeps (its settings, no live client).
+_PICKLED = ("tracking_uri", "experiment", "tags", "experiment_path", "flush_seconds", "log_model")
 #: How long the end of a sweep waits for queued writes before reporting them lost.
 FLUSH_SECONDS = 120.0
 #: The callbacks of the sweeps this driver runs, by experiment path (``run_sweep`` reads the
@@ -85,12 +87,14 @@ class MlflowTrackingCallback(tune.Callback):
         tags: Mapping[str, str],
         experiment_path: str | Path,
         flush_seconds: float = FLUSH_SECONDS,
+        log_model: bool = False,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.tags = dict(tags)
         self.experiment_path = str(experiment_path)
         self.flush_seconds = flush_seconds
+        self.log_model = log_model  # each finished trial's network as an MLflow model
         self._reset()
 
     def _reset(self) -> None:
@@ -108,12 +112,13 @@ class MlflowTrackingCallback(tune.Callback):
         ACTIVE[self.experiment_path] = self
 
     def __getstate__(self) -> dict[str, Any]:  # pickled into tuner.pkl: no live client
-        keys = ("tracking_uri", "experiment", "tags", "experiment_path", "flush_seconds")
+        keys = _PICKLED
         return {k: getattr(self, k) for k in keys}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("flush_seconds", FLUSH_SECONDS)
+        self.__dict__.setdefault("log_model", False)
         self._reset()
 
     # -------------------------------------------------------------- plumbing
@@ -235,7 +240,7 @@ class MlflowTrackingCallback(tune.Callback):
             if trial_id in self._opened and trial_id not in self._closed:
                 self._close(trial, "KILLED", None, epochs_completed(trial.last_result))
         if self._queue is not None:
-            self.lost = self._queue.close(self.flush_seconds)
+            self.lost += self._queue.close(self.flush_seconds)
             self._queue = None
             if self.lost:
                 log.warning(
@@ -262,7 +267,8 @@ class MlflowTrackingCallback(tune.Callback):
             return
         self._closed.add(trial_id)
         config = TrialConfig.from_dict(trial.config)
-        artifacts = _copy_artifacts(trial.checkpoint) if status != "KILLED" else None
+        with_model = self.log_model and status == "FINISHED" and not tags
+        artifacts = _copy_artifacts(trial.checkpoint, with_model) if status != "KILLED" else None
         extra = dict(tags or {})
         if epochs is not None:
             extra[Tag.EPOCHS_COMPLETED] = str(epochs)
@@ -276,19 +282,39 @@ class MlflowTrackingCallback(tune.Callback):
             if extra:
                 store.set_tags(self.client, run_id, extra)
             store.end_trial_run(self.client, run_id, status=status, error=error)
+            if with_model and artifacts is not None:
+                self._log_model(trial_id, run_id, artifacts)
             if artifacts is not None:
                 shutil.rmtree(artifacts, ignore_errors=True)
 
         self.queue.put(f"close the run of trial {trial_id} ({status})", close)
 
+    def _log_model(self, trial_id: str, run_id: str, artifacts: Path) -> None:
+        """``--log-model``: the network of the run's last checkpoint as its MLflow model. Not
+        retried (the run is already closed, and a retry would log a second model): a failure is
+        a warning and a line in ``lost``."""
+        from orchestrator.model_logging import log_trial_model
 
-def _copy_artifacts(checkpoint: Any) -> Path | None:
-    """The checkpoint's small artifact files, copied to a driver-side temporary folder."""
+        if not (artifacts / Artifact.CHECKPOINT_PT).exists():
+            return
+        try:
+            log_trial_model(self.tracking_uri, run_id, artifacts)
+        except Exception as err:
+            log.warning("the model of trial %s was not logged: %s", trial_id, err)
+            self.lost.append(f"log the model of trial {trial_id} ({err})")
+
+
+def _copy_artifacts(checkpoint: Any, with_model: bool = False) -> Path | None:
+    """The checkpoint's small artifact files (and its weights when the model is logged),
+    copied to a driver-side temporary folder."""
     if checkpoint is None:
         return None
     target = Path(tempfile.mkdtemp(prefix="spectral-sweep-artifacts-"))
+    names = [Artifact.SPECTRUM_CSV, Artifact.PER_CLASS_IOU_JSON]
+    if with_model:
+        names.append(Artifact.CHECKPOINT_PT)
     with checkpoint.as_directory() as directory:
-        for name in (Artifact.SPECTRUM_CSV, Artifact.PER_CLASS_IOU_JSON):
+        for name in names:
             if (Path(directory) / name).exists():
                 shutil.copy2(Path(directory) / name, target / name)
     return target

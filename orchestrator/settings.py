@@ -59,6 +59,10 @@ class SweepSettings:
     seed: int = 0  # Optuna sampler seed
     verbose: int = 1  # Tune verbosity; 0 hides the progress table
     extra_tags: dict[str, str] = field(default_factory=dict)  # more MLflow tags on every run
+    log_model: bool = False  # each finished trial's network as an MLflow model of its run
+    system_metrics: bool = False  # MLflow's system metrics sampled in each trial
+    optuna_storage: str = ""  # optuna: the study's storage URL ("": optuna.db beside tracking)
+    study_name: str = ""  # optuna: the study's name in that storage (set when the sweep starts)
 
     @property
     def mlflow_experiment(self) -> str:
@@ -100,6 +104,8 @@ class SweepOutcome:
     errored: int
     stopped_early: int = 0
     tracking_lost: list[str] = field(default_factory=list)
+    results: Any = field(default=None, repr=False)  # Tune's ResultGrid of the sweep
+    pareto: Any = field(default=None, repr=False)  # multi-objective: the front (a DataFrame)
 
     @property
     def unfinished(self) -> int:

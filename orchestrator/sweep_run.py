@@ -4,15 +4,21 @@ outcome; trials, the analysis and a strategy's predictions nest under it (``mlfl
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from orchestrator import store
 from orchestrator.run_metadata import source_tags
 from orchestrator.store import _newest_run, log_metrics, log_params, retry_locked
 from trainables.run_schema import Artifact, Role, Tag
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from orchestrator.settings import SweepOutcome, SweepSettings
+
+log = logging.getLogger(__name__)
 
 
 def open_sweep_run(
@@ -47,4 +53,49 @@ def close_sweep_run(
     retry_locked(lambda: client.set_terminated(run_id, status=status))
 
 
-__all__ = ["close_sweep_run", "open_sweep_run"]
+def open_parent_run(settings: SweepSettings) -> str | None:
+    """The sweep's parent run in its experiment (None, with a warning, when the store does not
+    answer: the trials are tracked all the same)."""
+    import dataclasses
+
+    import yaml
+
+    values = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("space",)}
+    params = {k: str(v) for k, v in values.items() if v not in (None, "", [], {})}
+    tags = store.sweep_tags(
+        settings.mlflow_experiment,
+        settings.search_space().name,
+        settings.strategy,
+        settings.role,
+    )
+    try:
+        client = store.make_client(settings.tracking_uri)
+        experiment_id = store.ensure_experiment(
+            client, settings.mlflow_experiment, settings.tracking_uri
+        )
+        space = yaml.safe_dump(settings.space, sort_keys=False)
+        return open_sweep_run(client, experiment_id, tags, params, space)
+    except Exception as err:
+        log.warning("the sweep's parent run could not be opened: %s", err)
+        return None
+
+
+def close_parent_run(settings: SweepSettings, parent: str | None, outcome: SweepOutcome) -> None:
+    """The outcome on the parent run: counts, and FINISHED / FAILED / KILLED (interrupted)."""
+    if parent is None:
+        return
+    counts = {
+        "trials": float(outcome.total),
+        "trials_finished": float(outcome.finished),
+        "trials_stopped_early": float(outcome.stopped_early),
+        "trials_failed": float(outcome.errored),
+        "trials_unfinished": float(outcome.unfinished),
+    }
+    status = "KILLED" if outcome.unfinished else "FAILED" if outcome.errored else "FINISHED"
+    try:
+        close_sweep_run(store.make_client(settings.tracking_uri), parent, counts, status)
+    except Exception as err:
+        outcome.tracking_lost.append(f"close the sweep's run ({err})")
+
+
+__all__ = ["close_parent_run", "close_sweep_run", "open_parent_run", "open_sweep_run"]

@@ -24,13 +24,16 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from analysis.pareto import pareto_front
 from orchestrator import store
 from orchestrator.ledger import SCHEDULER_STOPS, TrialLedger
 from orchestrator.mlflow_callback import ACTIVE, MlflowTrackingCallback
+from orchestrator.optuna_study import prepare_study, record_front, sweep_points
 from orchestrator.param_space import OptunaSpace, complete_configs, grid_param_space, max_epochs
 from orchestrator.reconcile import reconcile
 from orchestrator.settings import SweepOutcome, SweepSettings, save_settings
-from orchestrator.sweep_run import close_sweep_run, open_sweep_run
+from orchestrator.sweep_run import close_parent_run, open_parent_run
+from orchestrator.system_metrics import SystemMetricsSampler
 from orchestrator.uris import is_local_uri
 from search_spaces import SearchSpace
 from trainables.config import TrialConfig
@@ -54,15 +57,23 @@ PROGRESS_METRICS = {
 # --------------------------------------------------------------------- the trainable
 
 
-def spectral_sweep_trial(config: dict[str, Any]) -> None:
+def spectral_sweep_trial(
+    config: dict[str, Any],
+    models: dict[str, Any] | None = None,
+    system_metrics: bool = False,
+) -> None:
     """Tune's function trainable: one ``run_trial`` whose reports go to ``tune.report``.
 
     Resumes from Tune's checkpoint when there is one (a retried or restored trial), so a
     failure costs at most one evaluation interval. Each result carries ``node_id`` (the Ray
-    node that ran it) for the MLflow tags.
+    node that ran it) for the MLflow tags. ``models``: the driver's own model registrations
+    (``register_model``), registered here first; ``system_metrics``: MLflow's system metrics
+    sampled during each evaluation interval and reported with it (``system/...``).
     """
+    from trainables.model_registry import MODELS
     from trainables.trial import TrialReport, run_trial
 
+    MODELS.update(models or {})  # before the config is checked: it may name one of them
     cfg = TrialConfig.from_dict(config)  # the Ray edge: Tune's dict becomes the trial's config
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # per-report INFO
     node_id = ray.get_runtime_context().get_node_id()
@@ -72,8 +83,12 @@ def spectral_sweep_trial(config: dict[str, Any]) -> None:
         if restored is not None:
             restored.to_directory(str(local))
 
+        sampler = SystemMetricsSampler() if system_metrics else None
+
         def forward(report: TrialReport) -> None:
             metrics: dict[str, Any] = dict(report.metrics)
+            if sampler is not None:
+                metrics.update(sampler.take())
             metrics["node_id"] = node_id
             metrics["final"] = report.final  # the trial's last epoch (orchestrator.ledger)
             checkpoint = None
@@ -84,16 +99,30 @@ def spectral_sweep_trial(config: dict[str, Any]) -> None:
                 checkpoint = tune.Checkpoint.from_directory(str(report.checkpoint_path))
             tune.report(metrics, checkpoint=checkpoint)
 
-        run_trial(cfg, report=forward, checkpoint_dir=local, resume=True)
+        try:
+            run_trial(cfg, report=forward, checkpoint_dir=local, resume=True)
+        finally:
+            if sampler is not None:
+                sampler.stop()
 
 
 def _trial_dirname(trial: Any) -> str:
     return str(trial.trial_id)
 
 
-def make_trainable(cpus: float, gpus: float) -> Any:
-    """The trainable with its per-trial resources (fractional GPUs allowed)."""
-    return tune.with_resources(spectral_sweep_trial, {"cpu": cpus, "gpu": gpus})
+def make_trainable(settings: SweepSettings) -> Any:
+    """The trainable with its per-trial resources (fractional GPUs allowed), the driver's own
+    model registrations (pickled by value when defined in a script or notebook) and the
+    system-metrics switch."""
+    from trainables.model_registry import registered_models
+
+    trainable = tune.with_parameters(
+        spectral_sweep_trial,
+        models=registered_models(),
+        system_metrics=settings.system_metrics,
+    )
+    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    return tune.with_resources(trainable, resources)
 
 
 # --------------------------------------------------------------------- Ray
@@ -168,7 +197,7 @@ def build_tuner(settings: SweepSettings, parent_run: str | None = None) -> tune.
 
     space = settings.search_space()
     configs = space.configs()  # the Ray edge: Tune's param_space takes plain dicts
-    trainable = make_trainable(settings.cpus_per_trial, settings.gpus_per_trial)
+    trainable = make_trainable(settings)
     concurrency = settings.max_concurrent or 0
     if settings.search == "grid":
         configs = complete_configs(configs)
@@ -179,17 +208,10 @@ def build_tuner(settings: SweepSettings, parent_run: str | None = None) -> tune.
         num_samples = len(configs)
         max_concurrent_trials = None
     else:
-        from ray.tune.search.optuna import OptunaSearch
-
+        from orchestrator.optuna_study import optuna_search
         from orchestrator.unique_search import UniqueConfigs
 
-        metric: Any = [Metric.GFLOPS, Metric.MIOU] if settings.multi_objective else Metric.MIOU
-        mode: Any = ["min", "max"] if settings.multi_objective else "max"
-        search_alg = UniqueConfigs(
-            OptunaSearch(
-                space=OptunaSpace(space.to_dict()), metric=metric, mode=mode, seed=settings.seed
-            )
-        )
+        search_alg = UniqueConfigs(optuna_search(settings, OptunaSpace(space.to_dict())))
         param_space = {}
         num_samples = settings.num_samples or len(configs)
         max_concurrent_trials = settings.max_concurrent
@@ -225,6 +247,7 @@ def build_tuner(settings: SweepSettings, parent_run: str | None = None) -> tune.
         tags,
         settings.experiment_path,
         flush_seconds=settings.tracking_flush_seconds,
+        log_model=settings.log_model,
     )
     run_config = tune.RunConfig(
         name=settings.name,
@@ -262,10 +285,20 @@ def restore_tuner(settings: SweepSettings) -> tune.Tuner:
     continue from their last checkpoints; finished trials are not run again."""
     return tune.Tuner.restore(
         str(settings.experiment_path),
-        trainable=make_trainable(settings.cpus_per_trial, settings.gpus_per_trial),
+        trainable=make_trainable(settings),
         resume_unfinished=True,
         resume_errored=True,
     )
+
+
+def read_results(settings: SweepSettings) -> Any:
+    """The ``ResultGrid`` of the sweep at ``settings.experiment_path``, read from Tune's state
+    (nothing runs)."""
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    if not has_sweep(settings.experiment_path):
+        raise InputError(f"no Tune sweep at {settings.experiment_path}")
+    return ResultGrid(ExperimentAnalysis(str(settings.experiment_path)))
 
 
 def has_sweep(path: Path) -> bool:
@@ -305,6 +338,7 @@ def run_sweep(settings: SweepSettings, *, resume: bool = False, save: bool = Tru
     if resume:
         tuner = restore_tuner(settings)
     else:
+        prepare_study(settings)
         if save:
             save_settings(settings)
         tuner = build_tuner(settings, parent)
@@ -313,53 +347,13 @@ def run_sweep(settings: SweepSettings, *, resume: bool = False, save: bool = Tru
     lost = list(callback.lost) if callback is not None else []
     lost += reconcile(settings, results)
     outcome = sweep_outcome(settings, results, lost)
+    if settings.multi_objective:
+        points = sweep_points(results)
+        outcome.pareto = pareto_front(points) if len(points) else None
+        if len(points):
+            outcome.tracking_lost += record_front(settings, parent, points)
     close_parent_run(settings, parent, outcome)
     return outcome
-
-
-def open_parent_run(settings: SweepSettings) -> str | None:
-    """The sweep's parent run in its experiment (None, with a warning, when the store does not
-    answer: the trials are tracked all the same)."""
-    import dataclasses
-
-    import yaml
-
-    values = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("space",)}
-    params = {k: str(v) for k, v in values.items() if v not in (None, "", [], {})}
-    tags = store.sweep_tags(
-        settings.mlflow_experiment,
-        settings.search_space().name,
-        settings.strategy,
-        settings.role,
-    )
-    try:
-        client = store.make_client(settings.tracking_uri)
-        experiment_id = store.ensure_experiment(
-            client, settings.mlflow_experiment, settings.tracking_uri
-        )
-        space = yaml.safe_dump(settings.space, sort_keys=False)
-        return open_sweep_run(client, experiment_id, tags, params, space)
-    except Exception as err:
-        log.warning("the sweep's parent run could not be opened: %s", err)
-        return None
-
-
-def close_parent_run(settings: SweepSettings, parent: str | None, outcome: SweepOutcome) -> None:
-    """The outcome on the parent run: counts, and FINISHED / FAILED / KILLED (interrupted)."""
-    if parent is None:
-        return
-    counts = {
-        "trials": float(outcome.total),
-        "trials_finished": float(outcome.finished),
-        "trials_stopped_early": float(outcome.stopped_early),
-        "trials_failed": float(outcome.errored),
-        "trials_unfinished": float(outcome.unfinished),
-    }
-    status = "KILLED" if outcome.unfinished else "FAILED" if outcome.errored else "FINISHED"
-    try:
-        close_sweep_run(store.make_client(settings.tracking_uri), parent, counts, status)
-    except Exception as err:
-        outcome.tracking_lost.append(f"close the sweep's run ({err})")
 
 
 def sweep_outcome(settings: SweepSettings, results: Any, lost: list[str]) -> SweepOutcome:
@@ -370,6 +364,7 @@ def sweep_outcome(settings: SweepSettings, results: Any, lost: list[str]) -> Swe
     counts = ledger.counts(ids)
     errored = max(counts["failed"], results.num_errors)
     return SweepOutcome(
+        results=results,
         name=settings.name,
         path=settings.experiment_path,
         tracking_uri=settings.tracking_uri,

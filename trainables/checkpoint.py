@@ -19,8 +19,9 @@ from torch import nn
 
 from trainables.config import TrialConfig
 from trainables.errors import InputError
+from trainables.run_schema import Artifact
 
-CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FILE = Artifact.CHECKPOINT_PT
 #: Checkpoint key of the init band profile (a float64 tensor), so a resumed trial reuses it.
 _INIT_PROFILE_KEY = "band_profile_init"
 

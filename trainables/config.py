@@ -20,14 +20,14 @@ from typing import Any, Literal, get_args
 from trainables.dataset_registry import DATASET_NAMES, FIXED_NUM_CLASSES
 from trainables.errors import InputError
 from trainables.grids import band_of_lrg, native_band, native_grid_size
-from trainables.model_registry import MODEL_NAMES
+from trainables.model_registry import MODELS
 
 TruncationMode = Literal["train", "posthoc"]
 #: How a trial's FLOPs are counted (``trainables.flops_conventions.FLOPS_CONVENTIONS`` describes each).
 FlopsConvention = Literal["compact", "paper"]
 DeviceName = Literal["auto", "cpu", "cuda"]
 
-# Models and data sets (MODEL_NAMES, DATASET_NAMES, FIXED_NUM_CLASSES) come from their one,
+# Models and data sets (MODELS, DATASET_NAMES, FIXED_NUM_CLASSES) come from their one,
 # torch-free registries and are checked here, so a sweep fails before it starts.
 #: Prune rates above this leave too few filters to train (the issue's bound).
 MAX_PRUNE_RATE = 0.9
@@ -77,7 +77,7 @@ class TrialConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # data-set options (e.g. image_size)
 
     def __post_init__(self) -> None:
-        _check_choice("model", self.model, MODEL_NAMES)
+        _check_choice("model", self.model, tuple(MODELS))  # built in + registered
         _check_choice("dataset", self.dataset, DATASET_NAMES)
         _check_choice("device", self.device, get_args(DeviceName))
         _check_choice("truncation", self.truncation, get_args(TruncationMode))

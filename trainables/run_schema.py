@@ -42,6 +42,7 @@ class Tag:
     REASON = TAG_PREFIX + "reason"  # adaptive: why the strategy trained this configuration
     STOPPED_EARLY = TAG_PREFIX + "stopped_early"  # "true": the scheduler (ASHA) stopped it
     EPOCHS_COMPLETED = TAG_PREFIX + "epochs_completed"  # of a run stopped early or killed
+    PARETO = TAG_PREFIX + "pareto"  # "true": on its sweep's GFLOPs-mIoU Pareto front
 
 
 class MlflowTag:
@@ -108,6 +109,9 @@ class Artifact:
     SPECTRUM_CSV = "spectrum.csv"
     SPECTRUM_PNG = "spectrum.png"
     PER_CLASS_IOU_JSON = "per_class_iou.json"
+    CHECKPOINT_PT = "checkpoint.pt"  # a trial's checkpoint (weights, optimizer, config)
+    PARETO_CSV = "pareto_front.csv"  # a multi-objective sweep's front, on its parent run
+    PARETO_PNG = "pareto_front.png"
     SPACE_YAML = "space.yaml"  # the sweep's space, on its parent run
     PLAN_LRG_JSON = "plan_lrg.json"
     PLAN_ANNOTATION_JSON = "plan_annotation.json"

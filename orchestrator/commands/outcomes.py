@@ -24,6 +24,10 @@ def print_outcome(outcome: Any, settings: Any) -> int:
     print(f"Tune results: {outcome.path}")
     print(f"MLflow experiment {settings.mlflow_experiment!r} at {outcome.tracking_uri}")
     print(f"open the UI: {ui_command(outcome.tracking_uri)}")
+    if settings.study_name:
+        print(f"Optuna study {settings.study_name!r} at {settings.optuna_storage}")
+    if outcome.pareto is not None and len(outcome.pareto):
+        print_front(outcome.pareto)
     code = 0
     if outcome.tracking_lost:
         print(
@@ -44,6 +48,16 @@ def print_outcome(outcome: Any, settings: Any) -> int:
         )
         code = 1
     return code
+
+
+def print_front(front: Any) -> None:
+    """The Pareto front of a multi-objective sweep as a table (per data set, by GFLOPs)."""
+    from analysis.pareto import front_table
+    from orchestrator.table import format_table
+
+    table = front_table(front).drop(columns=["trial_id"], errors="ignore")
+    print(f"Pareto front (GFLOPs against mIoU), {len(table)} configuration(s):")
+    print(format_table(table.to_dict("records"), list(table.columns)))
 
 
 def resume_command(settings: Any) -> str:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: Any) -> None:
-    """Add the ``sweep`` parser."""
+    """Add the ``sweep`` parser (``orchestrator.commands.sweep_config`` builds it alone too)."""
     p = sub.add_parser(
         "sweep",
         help="run a search space as a Ray Tune sweep (MLflow tracking)",
@@ -160,7 +160,30 @@ def register(sub: Any) -> None:
         help="estimate: also train each group's recommended LRG and log it beside its prediction",
     )
     add_max_drop(p, "estimate: ")
+    p.add_argument(
+        "--optuna-storage",
+        default="",
+        metavar="URL",
+        help="optuna: where the study is stored (default: sqlite optuna.db beside a sqlite "
+        "tracking store, else in the sweep's directory; `optuna-dashboard URL` opens it)",
+    )
+    p.add_argument(
+        "--log-model",
+        action="store_true",
+        help="log each finished trial's network as an MLflow model of its run (off: sizes)",
+    )
+    p.add_argument(
+        "--system-metrics",
+        action="store_true",
+        help="MLflow's system metrics (CPU, memory, disk, network, GPU) sampled in each trial",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress table")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a YAML file of sweep settings (any flag's name as a key, e.g. search: optuna, "
+        "cpus_per_trial: 2, set: {epochs: 1}); flags given on the command line override it",
+    )
     add_cost_flags(p)
     p.set_defaults(func=run)
 
@@ -181,9 +204,15 @@ def parse_pairs(items: list[str], flag: str) -> dict[str, str]:
 
 def load_space(args: argparse.Namespace) -> Any:
     """The space from --space/--space-file with --set and --data-root applied (validated)."""
-    from search_spaces import resolve_space
+    from search_spaces import SearchSpace, resolve_space, space_from_dict
 
-    space = resolve_space(args.space, args.space_file)
+    given = getattr(args, "space_object", None)
+    if given is None:
+        space = resolve_space(args.space, args.space_file)
+    elif isinstance(given, SearchSpace):
+        space = given
+    else:
+        space = space_from_dict(given, source="the given space")
     overrides = parse_pairs(args.set, "--set")
     if overrides:
         space = space.with_overrides(overrides)
@@ -191,6 +220,12 @@ def load_space(args: argparse.Namespace) -> Any:
     if roots:
         space = space.with_data_roots({k: str(Path(v).expanduser()) for k, v in roots.items()})
     return space
+
+
+def has_space(args: argparse.Namespace) -> bool:
+    """Whether a space was given: a name, a file, or (config file, Python API) the space."""
+    given = (args.space, args.space_file, getattr(args, "space_object", None))
+    return any(v is not None for v in given)
 
 
 def check_numbers(args: argparse.Namespace) -> None:
@@ -250,6 +285,13 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise InputError("--confirm goes with --strategy estimate (adaptive picks are trained)")
     if args.estimator_from and args.estimator != "paper":
         raise InputError("give --estimator or --estimator-from, not both")
+    if args.optuna_storage and args.search != "optuna":
+        raise InputError("--optuna-storage needs --search optuna")
+    if args.optuna_storage and "://" not in args.optuna_storage:
+        raise InputError(
+            f"--optuna-storage {args.optuna_storage!r} is not a database URL "
+            "(e.g. sqlite:///optuna.db or postgresql://HOST/DB)"
+        )
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
@@ -262,7 +304,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
     storage = check_storage(args.storage)
     if args.resume:
         return resume_settings(args, storage), True
-    if args.space is None and args.space_file is None:
+    if not has_space(args):
         raise InputError("give --space NAME or --space-file FILE (see `spectral-sweep spaces`)")
     space = load_space(args)
     settings = SweepSettings(
@@ -293,6 +335,9 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
         tolerance=args.tolerance,
         budget=args.budget,
         stop_probability=args.stop_probability,
+        log_model=args.log_model,
+        system_metrics=args.system_metrics,
+        optuna_storage=args.optuna_storage,
     )
     check_new_sweep(settings)
     return settings, False
@@ -331,12 +376,18 @@ def resume_settings(args: argparse.Namespace, storage: Path) -> SweepSettings:
 
 def run(args: argparse.Namespace) -> int:
     """Validate everything, then dry-run (the trials and their estimated compute) or sweep."""
+    if args.config is not None:
+        from orchestrator.commands.sweep_config import load_config, sweep_namespace
+
+        argv = list(getattr(args, "argv", []))
+        argv = argv[argv.index("sweep") + 1 :] if "sweep" in argv else argv
+        args = sweep_namespace(load_config(args.config), argv, f"--config {args.config}")
     check_cost_flags(args)  # cost flags go with --dry-run only
     if args.dry_run:
         if args.resume:
             raise InputError("--dry-run and --resume do not go together")
         check_numbers(args)
-        if args.space is None and args.space_file is None:
+        if not has_space(args):
             raise InputError("give --space NAME or --space-file FILE (see `spectral-sweep spaces`)")
         from orchestrator.uris import check_tracking_uri, resolve_tracking_uri
 

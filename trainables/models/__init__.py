@@ -12,11 +12,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from trainables.model_registry import MODELS, check_model, list_models, model_class
+from trainables.model_registry import (
+    MODELS,
+    check_model,
+    list_models,
+    model_class,
+    register_model,
+)
 from trainables.models.common import SegmentationModel, check_lrg, validate_lrg
 from trainables.models.dan import DAN
 from trainables.models.deeplabv3plus import DeepLabV3Plus
-from trainables.models.encoder import check_backbone
+from trainables.models.encoder import TimmEncoder, check_backbone
 from trainables.models.units import Consumer, PrunableUnit
 
 
@@ -56,9 +62,11 @@ __all__ = [
     "DeepLabV3Plus",
     "PrunableUnit",
     "SegmentationModel",
+    "TimmEncoder",
     "build_model",
     "check_backbone",
     "check_model",
     "list_models",
+    "register_model",
     "validate_lrg",
 ]
