@@ -32,12 +32,11 @@ def _logging_to(uri: str, run_id: str) -> Iterator[None]:
         experiment = getattr(fluent, "_active_experiment_id", None)
         mlflow.set_tracking_uri(uri)
         try:
-            fluent._active_experiment_id = (
-                mlflow.MlflowClient(uri).get_run(run_id).info.experiment_id
-            )
+            run = mlflow.MlflowClient(uri).get_run(run_id)
+            setattr(fluent, "_active_experiment_id", run.info.experiment_id)  # noqa: B010
             yield
         finally:
-            fluent._active_experiment_id = experiment
+            setattr(fluent, "_active_experiment_id", experiment)  # noqa: B010
             mlflow.set_tracking_uri(before)
 
 
