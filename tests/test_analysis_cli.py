@@ -284,7 +284,7 @@ def test_analyze_from_mlflow(
     optimal = pd.read_csv(out / "optimal_lrg.csv")
     assert sorted(optimal["dataset"]) == sorted(DATASETS)
     html = (out / "report.html").read_text()
-    assert html.count("<img") == 5  # spectra, mIoU-FLOPs, FPI, drops, the budget curve
+    assert html.count("<img") == 6  # spectra, mIoU-FLOPs, FPI, drops, Pareto, the budget curve
     assert (out / "figures" / "spectra.png").is_file()
     assert "spectrum.csv" in (out / "report.md").read_text()  # curves read from the artifacts
 

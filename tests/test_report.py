@@ -21,6 +21,7 @@ import pytest
 
 from analysis import analyze, load_runs_csv
 from analysis.figure_style import MIN_FONT_PT, legends_over_axes, small_texts
+from analysis.pareto import figure_pareto
 from analysis.plots import (
     figure_budget_curve,
     figure_drops,
@@ -106,6 +107,7 @@ FIGURES: dict[str, Callable[[Analysis], Any]] = {
     "fpi": lambda a: figure_fpi(a.rows, a.optimal),
     "drops": lambda a: figure_drops(a.drops, a.estimator, a.r_ce_max),
     "budget_curve": lambda a: figure_budget_curve(a.budget),
+    "pareto": lambda a: figure_pareto(a.rows),
 }
 
 
@@ -212,8 +214,11 @@ def test_report_says_where_it_came_from_and_how_to_read_it(paper: Analysis, tmp_
         "adaptive strategy: exact picks 2/2, mean FPI regret 0.0%, worst 0.0%, 5 trainings" in page
     )
     # a caption under each figure, each with how to read it; R_ce > 1 explained
-    assert page.count("<figcaption>") == page.count("<img") == 5
-    assert page.count("How to read:") == 5
+    assert page.count("<figcaption>") == page.count("<img") == 6
+    assert page.count("How to read:") == 6
+    # the Pareto front: drawn and listed
+    assert "**Figure 5. Pareto front of GFLOPs against mIoU.**" in markdown
+    assert "## Pareto front (GFLOPs against mIoU)" in markdown
     assert "single band terms L_ce[k] can be negative" in page
     assert "**Figure 4. Relative mIoU drop against R_ce.**" in markdown
     # the reference run of each group (CSV rows: file and line)
@@ -363,8 +368,8 @@ def test_report_opens_in_headless_chromium(paper: Analysis, tmp_path: Path) -> N
     assert dumped.returncode == 0, dumped.stderr[-2000:]
     dom = Images()
     dom.feed(dumped.stdout)
-    assert dom.body.get("data-checked") == str(len(outputs.figures)) == "5", dumped.stdout[:500]
-    assert [img.get("data-loaded") for img in dom.images] == ["yes"] * 5
+    assert dom.body.get("data-checked") == str(len(outputs.figures)) == "6", dumped.stdout[:500]
+    assert [img.get("data-loaded") for img in dom.images] == ["yes"] * 6
     assert all((img.get("alt") or "").startswith("Figure ") for img in dom.images)
     assert "data-errors" not in dom.body, dom.body.get("data-errors")
     console = [line for line in dumped.stderr.splitlines() if ":CONSOLE" in line]

@@ -135,19 +135,62 @@ def test_a_failing_trial_does_not_stop_the_others(
     assert "Error" in frame.loc["folder", "tags.spectral_sweep.error"]
 
 
-def test_optuna_multi_objective_with_asha(ray_local: Any, tmp_path: Path) -> None:
+def dominated(points: list[tuple[float, float]], i: int) -> bool:
+    """By hand: another point has no more GFLOPs and no less mIoU, one of them strictly."""
+    c, v = points[i]
+    return any(
+        (c2 <= c and v2 >= v) and (c2 < c or v2 > v) for j, (c2, v2) in enumerate(points) if j != i
+    )
+
+
+def test_optuna_multi_objective_with_asha(
+    ray_local: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import optuna
+
     uri = uris.default_tracking_uri(tmp_path)
-    args = ["--space", "smoke", "--search", "optuna", "--num-samples", "2", "--multi-objective"]
-    assert sweep(tmp_path, uri, *args, "--scheduler", "asha", "--seed", "1", "--quiet") == 0
+    config = tmp_path / "sweep.yaml"  # flags on the command line override the file
+    config.write_text(
+        "space: demo\nsearch: optuna\nnum_samples: 4\nmulti_objective: true\n"
+        "scheduler: asha\nseed: 1\nquiet: true\n"
+    )
+    args = ["--config", str(config), "--space", "smoke", "--num-samples", "3"]
+    assert sweep(tmp_path, uri, *args) == 0
+    out = capsys.readouterr().out
     frame = runs_frame(uri, "smoke")
+    parent = frame.loc[frame["tags.spectral_sweep.role"] == "sweep"].iloc[0]
     frame = frame.loc[frame["tags.spectral_sweep.role"] != "sweep"]
-    assert len(frame) == 2 and set(frame["status"]) == {"FINISHED"}
+    assert len(frame) == 3 and set(frame["status"]) == {"FINISHED"}
     assert set(frame["params.model"]) <= {"deeplabv3plus", "dan"}
     assert set(frame["params.lrg_effective"]) <= {"9", "5"}
     assert frame["tags.spectral_sweep.config_key"].is_unique  # never the same training twice
     # the first sample's group gets its native-grid reference first (orchestrator.unique_search)
     assert "9" in set(frame["params.lrg_effective"])
     assert set(frame["params.input_size"]) == {"33"}  # fixed settings came with the samples
+    # the Pareto front: printed, tagged on the runs, logged on the parent; checked by hand
+    points = list(zip(frame["metrics.gflops"], frame["metrics.miou"], strict=True))
+    on_front = [not dominated(points, i) for i in range(len(points))]
+    tagged = list(frame.get("tags.spectral_sweep.pareto", pd.Series([None] * len(frame))) == "true")
+    assert tagged == on_front and any(on_front)
+    assert "Pareto front (GFLOPs against mIoU)" in out
+    for name in frame.loc[on_front, "run_name"]:
+        assert name in out
+    client = store.make_client(uri)
+    logged = {a.path for a in client.list_artifacts(parent["run_id"])}
+    assert {"pareto_front.csv", "pareto_front.png", "space.yaml"} <= logged
+    # the study is stored beside the tracking store; Optuna's own front agrees with ours
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert f"Optuna study 'smoke' at sqlite:///{tmp_path.resolve() / 'optuna.db'}" in out
+    study = optuna.load_study(study_name="smoke", storage=storage)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert complete and len(complete) <= 3
+    values = [tuple(t.values) for t in complete]
+    ours = {values[i] for i in range(len(values)) if not dominated(values, i)}
+    assert ours == {tuple(t.values) for t in study.best_trials}
+    measured = set(
+        zip(frame["metrics.gflops"].round(6), frame["metrics.miou"].round(6), strict=True)
+    )
+    assert {(round(c, 6), round(v, 6)) for c, v in values} <= measured
 
 
 # --------------------------------------------------------------------- MLflow server
