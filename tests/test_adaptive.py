@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from analysis import analyze, load_runs_csv
 from analysis.mlflow_runs import runs_frame
@@ -143,6 +144,9 @@ def test_adaptive_sweep_live_records_why_and_resumes_by_replay(
         runs = runs.loc[runs[f"tags.{Tag.ROLE}"] != Role.SWEEP]
         roles = runs[f"tags.{Tag.ROLE}"]
         candidates = runs.loc[roles == Role.CANDIDATE]
+        total = len(yaml.safe_load(SPACE)["grid"]["lrg"])  # the exhaustive sweep's trainings
+        saved = total - 1 - len(candidates)
+        assert f"adaptive strategy saved {saved} of the {total} trainings" in first
         assert (roles == Role.REFERENCE).sum() == 1 and len(candidates) >= 2
         assert set(runs["status"]) == {"FINISHED"}
         assert candidates["params.lrg"].is_unique  # one run per configuration

@@ -83,7 +83,19 @@ def print_estimate(outcome: Any, settings: Any) -> int:
         f"estimate strategy: {outcome.trainings} trainings; predictions are MLflow runs with "
         f"tag {Tag.ROLE} = {Role.PREDICTION} in {settings.mlflow_experiment!r}"
     )
+    print(savings("estimate", outcome.trainings, settings))
     return code
+
+
+def savings(strategy: str, trainings: int, settings: Any) -> str:
+    """What the strategy saved against the exhaustive sweep of the same space."""
+    total = len(settings.search_space())
+    saved = max(total - trainings, 0)
+    share = saved / total if total else 0.0
+    return (
+        f"{strategy} strategy saved {saved} of the {total} trainings an exhaustive sweep of "
+        f"this space runs ({share:.0%})"
+    )
 
 
 def print_adaptive(outcome: Any, settings: Any) -> int:
@@ -116,6 +128,7 @@ def print_adaptive(outcome: Any, settings: Any) -> int:
         f"after the references; why each was trained: tag {Tag.REASON} on the runs with "
         f"{Tag.ROLE} = {Role.CANDIDATE} in {settings.mlflow_experiment!r}"
     )
+    print(savings("adaptive", outcome.trainings, settings))
     return code
 
 

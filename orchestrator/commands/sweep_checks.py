@@ -1,0 +1,78 @@
+"""The ``sweep`` flags' own checks: ranges, and combinations that make sense (one line, exit 2,
+before anything starts)."""
+
+from __future__ import annotations
+
+import argparse
+
+from trainables.errors import InputError
+from trainables.run_schema import Strategy
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Resource and count flags in range, and flag combinations that make sense."""
+    if args.cpus_per_trial <= 0:
+        raise InputError(f"--cpus-per-trial {args.cpus_per_trial} must be > 0")
+    if args.gpus_per_trial < 0:
+        raise InputError(f"--gpus-per-trial {args.gpus_per_trial} must be >= 0")
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise InputError(f"--max-concurrent {args.max_concurrent} must be >= 1")
+    if args.max_failures < -1:
+        raise InputError(f"--max-failures {args.max_failures} must be >= -1")
+    if args.search != "optuna":
+        if args.num_samples is not None:
+            raise InputError("--num-samples needs --search optuna (a grid runs every trial once)")
+        if args.multi_objective:
+            raise InputError("--multi-objective needs --search optuna")
+    if args.scheduler != "asha":
+        asha_only = {
+            "--asha-metric": args.asha_metric != "miou",
+            "--asha-grace-period": args.asha_grace_period != 1,
+            "--asha-reduction-factor": args.asha_reduction_factor != 3.0,
+        }
+        for flag, given in asha_only.items():
+            if given:
+                raise InputError(f"{flag} needs --scheduler asha")
+    if not args.tracking_flush_seconds >= 0:
+        raise InputError(f"--tracking-flush-seconds {args.tracking_flush_seconds} must be >= 0")
+    if args.asha_grace_period < 1:
+        raise InputError(f"--asha-grace-period {args.asha_grace_period} must be >= 1")
+    if not args.asha_reduction_factor > 1:
+        raise InputError(f"--asha-reduction-factor {args.asha_reduction_factor} must be > 1")
+    if args.num_samples is not None and args.num_samples < 1:
+        raise InputError(f"--num-samples {args.num_samples} must be >= 1")
+    if args.strategy == Strategy.PAPER:
+        args.strategy = Strategy.ESTIMATE  # one method, two names
+    if args.strategy == Strategy.EXHAUSTIVE:
+        strategy_only = {
+            "--confirm": args.confirm,
+            "--max-drop": args.max_drop is not None,
+            "--estimator": args.estimator != "paper",
+            "--estimator-from": bool(args.estimator_from),
+        }
+        for flag, given in strategy_only.items():
+            if given:
+                raise InputError(f"{flag} needs --strategy estimate or adaptive")
+    if args.strategy != Strategy.ADAPTIVE:
+        adaptive_only = {
+            "--budget": args.budget is not None,
+            "--tolerance": args.tolerance != 0.01,
+            "--stop-probability": args.stop_probability != 0.1,
+        }
+        for flag, given in adaptive_only.items():
+            if given:
+                raise InputError(f"{flag} needs --strategy adaptive")
+    if args.strategy == Strategy.ADAPTIVE and args.confirm:
+        raise InputError("--confirm goes with --strategy estimate (adaptive picks are trained)")
+    if args.estimator_from and args.estimator != "paper":
+        raise InputError("give --estimator or --estimator-from, not both")
+    if args.optuna_storage and args.search != "optuna":
+        raise InputError("--optuna-storage needs --search optuna")
+    if args.optuna_storage and "://" not in args.optuna_storage:
+        raise InputError(
+            f"--optuna-storage {args.optuna_storage!r} is not a database URL "
+            "(e.g. sqlite:///optuna.db or postgresql://HOST/DB)"
+        )
+
+
+__all__ = ["check_numbers"]
