@@ -60,7 +60,16 @@ class ReferenceRun:
 
     def grid_gflops(self, lrgs: Sequence[int | None]) -> dict[int | None, float]:
         """GFLOPs at each grid, counted in the run's own convention (``trainables.flops``,
-        counting only; the network is built once for all of them)."""
+        counting only; the network is built once for all of them; counts on disk are read
+        without importing torch)."""
+        from trainables.flops_cache import cached_gflops
+
+        cached = cached_gflops(
+            self.model, self.backbone, self.input_size, self.num_classes, lrgs,
+            self.prune_rate, self.decoder_prune_rate, self.flops_convention,
+        )  # fmt: skip
+        if cached is not None:
+            return cached
         from trainables.flops import grid_flops
 
         reports = grid_flops(

@@ -97,9 +97,9 @@ class TrialCompute:
 
 def evaluations(cfg: TrialConfig) -> int:
     """Passes over the evaluation set at the trial's grid: its evaluation epochs (every
-    ``eval_every`` and the last, as ``trainables.trial.evaluation_epochs``) and the initial
+    ``eval_every`` and the last, ``trainables.config.evaluation_epochs``) and the initial
     spectrum-only pass."""
-    from trainables.trial import evaluation_epochs
+    from trainables.config import evaluation_epochs
 
     return len(evaluation_epochs(cfg)) + 1
 
@@ -107,6 +107,10 @@ def evaluations(cfg: TrialConfig) -> int:
 def data_facts(cfg: TrialConfig) -> DataFacts:
     """Image counts of the trial's splits and its class count (None where unknown)."""
     synthetic = cfg.dataset.startswith("synthetic")
+    lengths = (cfg.train_length, cfg.eval_length, cfg.num_classes)
+    if synthetic and "length" not in cfg.extra and all(v is not None for v in lengths):
+        # generated at exactly these lengths and classes: nothing to build (no torch import)
+        return DataFacts(cfg.train_length, cfg.eval_length, cfg.num_classes)
     root_here = cfg.data_root is not None and Path(cfg.data_root).expanduser().is_dir()
     if synthetic or root_here:
         try:
@@ -151,12 +155,21 @@ def count_grids(
 ) -> dict[tuple[Architecture, int], float]:
     """Forward GFLOPs of every (architecture, grid), unpruned at output stride 16; one network
     per architecture (``grid_flops``, cached in this process)."""
-    from trainables.flops import grid_flops
+    from trainables.flops_cache import cached_gflops
 
     out: dict[tuple[Architecture, int], float] = {}
-    for i, (arch, grids) in enumerate(needs.items(), start=1):
+    missing = {}
+    for arch, grids in needs.items():
+        cached = cached_gflops(*arch, sorted(grids, reverse=True))
+        if cached is None:
+            missing[arch] = grids
+        else:  # counted before, by any process: no network, no torch import
+            out.update({(arch, int(s)): g for s, g in cached.items() if s is not None})
+    for i, (arch, grids) in enumerate(missing.items(), start=1):
+        from trainables.flops import grid_flops
+
         if progress is not None:
-            progress(i, len(needs), arch, len(grids))
+            progress(i, len(missing), arch, len(grids))
         model, backbone, input_size, classes = arch
         reports = grid_flops(model, backbone, input_size, classes, sorted(grids, reverse=True))
         out.update({(arch, int(s)): r.gflops for s, r in reports.items() if s is not None})

@@ -184,7 +184,7 @@ def test_report_overlays_initial_and_final_profiles(tmp_path: Path) -> None:
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "at initialisation (dashed) and after training (solid)" in html
     assert "absolute value |L_ce[k]|" in html
-    assert html.count("<img") == 6  # the other five: spectra, mIoU-FLOPs, FPI, drops, budget
+    assert html.count("<img") == 7  # the other six: spectra, mIoU-FLOPs, FPI, drops, Pareto, budget
 
 
 def test_report_without_init_profiles_still_builds(tmp_path: Path) -> None:
@@ -192,7 +192,7 @@ def test_report_without_init_profiles_still_builds(tmp_path: Path) -> None:
     html = analyze_with_spectrum(tmp_path, old)
     assert not (tmp_path / "out" / "figures" / "training_spectra.png").exists()
     assert "initialisation" not in html
-    assert html.count("<img") == 5
+    assert html.count("<img") == 6
     read = read_spectrum(str(tmp_path / "spectrum.csv"))  # an old file loads as it is
     assert read is not None and INIT not in read and len(read) == BANDS
 
@@ -202,4 +202,4 @@ def test_report_skips_the_figure_when_the_init_column_is_all_nan(tmp_path: Path)
     frame[INIT] = math.nan  # a trial resumed from an old checkpoint
     html = analyze_with_spectrum(tmp_path, frame)
     assert not (tmp_path / "out" / "figures" / "training_spectra.png").exists()
-    assert html.count("<img") == 5
+    assert html.count("<img") == 6

@@ -201,6 +201,11 @@ class TrialConfig:
         return self.lrg if self.truncation == "train" else None
 
 
+def evaluation_epochs(cfg: TrialConfig) -> set[int]:
+    """Epochs (0-based) after which the trial evaluates: every ``eval_every``, and the last."""
+    return {e for e in range(cfg.epochs) if (e + 1) % cfg.eval_every == 0} | {cfg.epochs - 1}
+
+
 def _check_choice(name: str, value: object, choices: tuple[Any, ...]) -> None:
     if value not in choices:
         raise InputError(f"{name}={value!r} is not one of: {', '.join(map(str, choices))}")

@@ -28,14 +28,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import nn
 
+from trainables import flops_cache
 from trainables.errors import InputError
 from trainables.flops_conventions import (
-    check_convention,
-    convention_stride,
-    paper_decoder_rate,
     paper_skips,
 )
-from trainables.grids import native_grid_size
 
 if TYPE_CHECKING:
     from trainables.models import SegmentationModel
@@ -219,31 +216,39 @@ def grid_flops(
     The encoder (+ ASPP) and the decoder are traced apart: the encoder's count does not depend
     on the LRG, so it is traced once and each LRG only re-traces the small decoder (the sum
     equals one trace of the whole network). The network lives for this call only; the reports
-    are cached per key, so only grids not counted before in this process build a network.
+    are cached per key in this process and on disk (``trainables.flops_cache``, shared by every
+    trial and command), so only grids never counted before build a network.
     """
     check_input_size(input_size)
-    output_stride = convention_stride(check_convention(convention), output_stride)
     if prune_rate or decoder_prune_rate:
         _check_rates(prune_rate, decoder_prune_rate)
-    keys: dict[int | None, tuple[Any, ...]] = {}
-    for lrg in dict.fromkeys(lrgs):
-        rate = decoder_prune_rate
-        if convention == "paper":
-            rate = paper_decoder_rate(model, lrg, native_grid_size(input_size), rate)
-        net_key = (model, backbone, num_classes, output_stride, prune_rate, rate)
-        keys[lrg] = (*net_key, input_size, convention, lrg)
+    keys = flops_cache.report_keys(
+        model,
+        backbone,
+        input_size,
+        num_classes,
+        lrgs,
+        prune_rate,
+        decoder_prune_rate,
+        output_stride=output_stride,
+        convention=convention,
+    )
     missing: dict[tuple[Any, ...], list[int | None]] = {}
     for lrg, key in keys.items():
+        if key not in _REPORTS and (stored := flops_cache.load(key)) is not None:
+            _REPORTS[key] = FlopsReport(**stored)
         if key not in _REPORTS:
             missing.setdefault(key[:6], []).append(lrg)
     for net_key, group in missing.items():
         net = _counting_net(*net_key)
         for lrg, report in _count_grids(net, input_size, group, prune_rate, convention).items():
             _REPORTS[keys[lrg]] = report
+            flops_cache.store(keys[lrg], report.as_dict())
     return {lrg: _REPORTS[key] for lrg, key in keys.items()}
 
 
-#: Reports counted in this process, by (network key, input size, convention, lrg).
+#: Reports counted (or read from the disk cache, ``trainables.flops_cache``) in this process,
+#: by (network key, input size, convention, lrg).
 _REPORTS: dict[tuple[Any, ...], FlopsReport] = {}
 
 

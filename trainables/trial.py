@@ -35,7 +35,7 @@ from trainables.checkpoint import (
     restore_training_state,
     save_checkpoint,
 )
-from trainables.config import TrialConfig
+from trainables.config import TrialConfig, evaluation_epochs
 from trainables.run_schema import INIT_PROFILE_COLUMN, Metric
 from trainables.summary import flops_metrics, flops_metrics_at, summarise, with_init_profile
 from trainables.trial_setup import (
@@ -204,11 +204,6 @@ def evaluate_at(
 
 
 # --------------------------------------------------------------------------- the trial
-
-
-def evaluation_epochs(cfg: TrialConfig) -> set[int]:
-    """Epochs (0-based) after which the trial evaluates: every ``eval_every``, and the last."""
-    return {e for e in range(cfg.epochs) if (e + 1) % cfg.eval_every == 0} | {cfg.epochs - 1}
 
 
 def _progress(iterable: Iterable[int], enabled: bool, total: int) -> Iterator[int]:

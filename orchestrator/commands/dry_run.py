@@ -101,8 +101,10 @@ def dry_run(args: argparse.Namespace, space: Any) -> int:
     keys = {t.key for t in trials}
     added = [r for r in references if r.key not in keys]
     began = time.perf_counter()
-    computes = estimate([*trials, *added], _progress())
-    print(f"counted FLOPs in {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
+    progress = _progress()
+    computes = estimate([*trials, *added], progress)
+    if progress.counted:  # nothing counted: every count came from the disk cache
+        print(f"counted FLOPs in {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
     by_key = {t.key: c for t, c in zip([*trials, *added], computes, strict=True)}
     print()
     print_compute(trials, [by_key[t.key] for t in trials], rating, args)
@@ -149,6 +151,7 @@ def print_trials(space: Any) -> None:
 
 def _progress() -> Any:
     def report(index: int, count: int, arch: tuple[str, str, int, int], grids: int) -> None:
+        report.counted = True  # type: ignore[attr-defined]
         model, backbone, size, classes = arch
         print(
             f"counting FLOPs of network {index}/{count}: {model}/{backbone} at {size}, "
@@ -157,6 +160,7 @@ def _progress() -> Any:
             flush=True,
         )
 
+    report.counted = False  # type: ignore[attr-defined]
     return report
 
 

@@ -72,6 +72,12 @@ def count_reference(reference: Any, lrgs: Sequence[int] | None) -> None:
     valid = [int(s) for s in chosen if 3 <= s <= reference.lrg]
     if not valid:
         return
+    from trainables.flops_cache import cached_gflops
+
+    args = (reference.model, reference.backbone, reference.input_size, reference.num_classes)
+    rates = (reference.prune_rate, reference.decoder_prune_rate, reference.flops_convention)
+    if cached_gflops(*args, valid, *rates) is not None:
+        return  # counted before (trainables.flops_cache): nothing to wait for
     label = architecture_label(
         reference.model,
         reference.backbone,
