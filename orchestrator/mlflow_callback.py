@@ -18,7 +18,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from orchestrator.ledger import (
 )
 from orchestrator.tracking_queue import WriteQueue
 from trainables.config import TrialConfig
-from trainables.run_schema import Artifact, Metric, Tag
+from trainables.run_schema import Artifact, Metric, MlflowTag, Tag
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,8 @@ class MlflowTrackingCallback(tune.Callback):
     """Driver-side adapter from Tune's trial events to :mod:`orchestrator.store` (see the module
     docstring). ``lost`` holds, after the sweep, the writes the final flush could not make."""
 
+    _open_parent: Callable[[], str | None] | None
+
     def __init__(
         self,
         tracking_uri: str,
@@ -88,6 +90,7 @@ class MlflowTrackingCallback(tune.Callback):
         experiment_path: str | Path,
         flush_seconds: float = FLUSH_SECONDS,
         log_model: bool = False,
+        open_parent: Callable[[], str | None] | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
@@ -96,8 +99,11 @@ class MlflowTrackingCallback(tune.Callback):
         self.flush_seconds = flush_seconds
         self.log_model = log_model  # each finished trial's network as an MLflow model
         self._reset()
+        self._open_parent = open_parent  # the sweep's run, opened as the first write
 
     def _reset(self) -> None:
+        self._open_parent = None
+        self.parent_id: str | None = self.tags.get(MlflowTag.PARENT_RUN_ID)
         self._client: Any = None
         self._experiment_id: str | None = None
         self._queue: WriteQueue | None = None
@@ -163,7 +169,20 @@ class MlflowTrackingCallback(tune.Callback):
         total_num_samples: int | None = None,
         **info: Any,
     ) -> None:
+        if self._open_parent is not None:
+            opener, self._open_parent = self._open_parent, None
+            self.queue.put("open the sweep's run", lambda: self._parent_opened(opener()))
         _ = self.queue
+
+    def _parent_opened(self, run_id: str | None) -> None:
+        """Trial runs opened from now on nest under ``run_id`` (writer thread)."""
+        if run_id is not None:
+            self.use_parent(run_id)
+
+    def use_parent(self, run_id: str) -> None:
+        """Nest the trial runs this callback opens under the sweep's run ``run_id``."""
+        self.tags[MlflowTag.PARENT_RUN_ID] = run_id
+        self.parent_id = run_id
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         trial_id = str(trial.trial_id)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -190,9 +191,14 @@ def progress_reporter(space: SearchSpace) -> Any:
     )
 
 
-def build_tuner(settings: SweepSettings, parent_run: str | None = None) -> tune.Tuner:
+def build_tuner(
+    settings: SweepSettings,
+    parent_run: str | None = None,
+    open_parent: Callable[[], str | None] | None = None,
+) -> tune.Tuner:
     """A new ``Tuner`` for the settings (grid or Optuna, FIFO or ASHA, MLflow callback); trial
-    runs nest under ``parent_run`` (the sweep's run) when given."""
+    runs nest under ``parent_run`` (the sweep's run), or under the run ``open_parent`` opens
+    as the callback's first write (in the background, while Tune starts its workers)."""
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     space = settings.search_space()
@@ -248,6 +254,7 @@ def build_tuner(settings: SweepSettings, parent_run: str | None = None) -> tune.
         settings.experiment_path,
         flush_seconds=settings.tracking_flush_seconds,
         log_model=settings.log_model,
+        open_parent=open_parent,
     )
     run_config = tune.RunConfig(
         name=settings.name,
@@ -334,16 +341,22 @@ def run_sweep(settings: SweepSettings, *, resume: bool = False, save: bool = Tru
     configure_tune_environment()
     init_ray(settings.address)
     check_cluster(settings)
-    parent = open_parent_run(settings)
     if resume:
+        parent = open_parent_run(settings)
         tuner = restore_tuner(settings)
+        restored = ACTIVE.get(str(settings.experiment_path))  # unpickled from tuner.pkl
+        if restored is not None and parent is not None:
+            restored.use_parent(parent)
     else:
         prepare_study(settings)
         if save:
             save_settings(settings)
-        tuner = build_tuner(settings, parent)
+        # the parent run (and a new store's schema) is made by the callback's writer, in the
+        # background while Tune starts its workers: a sweep's first seconds are not spent on it
+        tuner = build_tuner(settings, open_parent=lambda: open_parent_run(settings))
     results = tuner.fit()
     callback = ACTIVE.pop(str(settings.experiment_path), None)
+    parent = callback.parent_id if callback is not None else None
     lost = list(callback.lost) if callback is not None else []
     lost += reconcile(settings, results)
     outcome = sweep_outcome(settings, results, lost)
