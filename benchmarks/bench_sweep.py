@@ -42,7 +42,6 @@ FIXED = {
 def project_sweep(root: Path, trials: int, epochs: int, slots: int) -> dict[str, Any]:
     """The project's sweep: wall seconds, each trial's work and summed training seconds."""
     import orchestrator
-
     from analysis.mlflow_runs import client_for
 
     lrgs = [17, 15, 13, 11, 9, 7, 5, 3][:trials]

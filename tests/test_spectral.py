@@ -97,6 +97,20 @@ def test_matches_full_fft_definition(height: int, width: int) -> None:
     assert spectrum.band_counts.sum().item() == height * width
 
 
+def test_classes_absent_from_the_labels_match_the_definition() -> None:
+    """Label FFTs of absent classes are skipped (their b is 0): the spectrum, both magnitude
+    profiles included, still equals the full definition, per chunk of images too."""
+    logits, labels = make_batch(3, 6, 20, 24, seed=11)
+    labels[0] = labels[0] % 2  # image 0: classes 0 and 1 only
+    labels[1][labels[1] != IGNORE] = 5  # image 1: class 5 only
+    labels[2] = IGNORE  # image 2: nothing labelled
+    spectrum = ce_spectrum(logits, labels, precision="double")
+    ref = reference_spectrum(logits, labels)
+    torch.testing.assert_close(spectrum.band_profile, ref["profile"], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(spectrum.label_magnitude, ref["label"], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(spectrum.pred_magnitude, ref["pred"], rtol=1e-9, atol=1e-12)
+
+
 def test_single_precision_close_to_definition() -> None:
     logits, labels = make_batch(2, 6, 33, 20, seed=3)
     single = ce_spectrum(logits, labels, precision="single")

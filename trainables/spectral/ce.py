@@ -162,13 +162,22 @@ def _single_error_bound(yhat: Tensor, n_valid: int, ce_sum: float) -> float:
     return torch.finfo(torch.float32).eps * math.sqrt(n_valid) * norm / ce_sum
 
 
-def _spectral_maps(yhat: Tensor, onehot: Tensor) -> Tensor:
+def _spectral_maps(yhat: Tensor, onehot: Tensor, present: Tensor) -> Tensor:
     """Per half-spectrum coefficient: ``sum Re[conj(b) yhat]``, ``sum |b|``, ``sum |yhat|``
-    over images and classes, as a float64 ``(3, H, W // 2 + 1)`` tensor."""
-    b = torch.fft.rfft2(onehot)
+    over images and classes, as a float64 ``(3, H, W // 2 + 1)`` tensor.
+
+    ``present``: the classes some valid pixel of these images has. An absent class has b = 0,
+    so it adds nothing to the cross term or to |b|: its label FFT is skipped (a real image
+    holds a few of its data set's classes, so most label FFTs are)."""
     y = torch.fft.rfft2(yhat)
-    cross = (b.real * y.real).add_(b.imag * y.imag).sum((0, 1))
-    return torch.stack([cross, _magnitude(b).sum((0, 1)), _magnitude(y).sum((0, 1))]).double()
+    out = torch.zeros((3, *y.shape[-2:]), dtype=torch.float64, device=yhat.device)
+    out[2] = _magnitude(y).sum((0, 1))
+    if bool(present.any()):
+        b = torch.fft.rfft2(onehot[:, present])
+        y = y[:, present]
+        out[0] = (b.real * y.real).add_(b.imag * y.imag).sum((0, 1))
+        out[1] = _magnitude(b).sum((0, 1))
+    return out
 
 
 @torch.no_grad()
@@ -204,8 +213,10 @@ def ce_spectrum(
                 yhat = _neg_log_softmax(logits[part], torch.float64)
                 ce_part = _ce_sum(yhat, index[part], valid[part])
         onehot = _one_hot(index[part], valid[part], classes, yhat.dtype)
+        present = torch.zeros(classes, dtype=torch.bool, device=logits.device)
+        present[index[part][valid[part]]] = True
         for group in _chunks(classes, yhat.shape[0] * height * width, _FFT_ELEMENTS):
-            maps += _spectral_maps(yhat[:, group], onehot[:, group])
+            maps += _spectral_maps(yhat[:, group], onehot[:, group], present[group])
         ce_total += ce_part
         used.add("double" if double else "single")
         del yhat, onehot
