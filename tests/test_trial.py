@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -311,3 +312,30 @@ def test_train_cli_bad_input_is_one_line_exit_2(
     assert main(["train", "--input-size", "65", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
+
+
+def test_loader_workers_default_by_device_and_are_run_only() -> None:
+    import torch
+
+    from trainables.trial_setup import GPU_LOADER_WORKERS, loader_workers
+
+    cfg = TrialConfig.from_dict({"model": "dan", "backbone": "resnet18", "input_size": 33})
+    assert loader_workers(cfg, torch.device("cpu")) == 0
+    assert loader_workers(cfg, torch.device("cuda")) == min(GPU_LOADER_WORKERS, os.cpu_count() or 1)
+    two = TrialConfig.from_dict({**cfg.to_dict(), "loader_workers": 2})
+    assert loader_workers(two, torch.device("cpu")) == 2
+    assert two.key == cfg.key  # how data are loaded is not what is trained
+    with pytest.raises(InputError, match="loader_workers"):
+        TrialConfig.from_dict({**cfg.to_dict(), "loader_workers": -1})
+
+
+@pytest.mark.slow
+def test_a_trial_with_loader_workers_is_deterministic() -> None:
+    config = {
+        "model": "dan", "backbone": "resnet18", "dataset": "synthetic-smooth", "input_size": 33,
+        "num_classes": 3, "batch_size": 4, "epochs": 2, "train_length": 8, "eval_length": 4,
+        "loader_workers": 2, "device": "cpu",
+    }  # fmt: skip
+    first, second = run_trial(config), run_trial(config)
+    for key in ("miou", "loss", "train_loss"):
+        assert first.metrics[key] == second.metrics[key], key

