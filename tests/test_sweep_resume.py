@@ -133,3 +133,29 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path: P
     for run_id in frame["run_id"]:  # every epoch logged once
         steps = [m.step for m in client.get_metric_history(run_id, "miou")]
         assert steps == [0, 1]
+
+
+def test_an_interrupted_optuna_sweep_resumes_its_stored_study(tmp_path: Path) -> None:
+    """Ctrl-C during an Optuna sweep, then --resume: the same study in optuna.db goes on (no
+    second study), every trial ends with one FINISHED run."""
+    import optuna
+    from fault_scenarios import Sweep, finish, kill_group, wait_for
+
+    sweep = Sweep(tmp_path, "optuna-resume", trials=3, epochs=3)
+    extra = ("--search", "optuna", "--num-samples", "3", "--max-concurrent", "1")
+    driver = sweep.start(*extra)
+    wait_for(lambda: sweep.results() >= 1, 240, "a first result", driver)
+    kill_group(driver, signal.SIGINT)
+    assert finish(driver) == 130, driver.output()[-2000:]
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["optuna-resume"]
+    resumed = sweep.start(resume=True)
+    assert finish(resumed) == 0, resumed.output()[-2000:]
+    assert "Optuna study 'optuna-resume'" in resumed.output()
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["optuna-resume"]
+    study = optuna.load_study(study_name="optuna-resume", storage=storage)
+    assert any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    frame = runs_frame(sweep.uri, "optuna-resume")
+    trials = frame.loc[frame["tags.spectral_sweep.role"] == "trial"]
+    assert len(trials) == 3 and set(trials["status"]) == {"FINISHED"}
+    assert trials["tags.spectral_sweep.config_key"].is_unique
