@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.runs import point_columns
+from analysis.runs import RUN_COLUMNS, point_columns
 from trainables.errors import InputError
 from trainables.run_schema import Artifact, Metric, Tag, r_ce_point_band
 
@@ -23,25 +23,12 @@ if TYPE_CHECKING:
 
     from trainables.config import TrialConfig
 
-#: The columns ``runs --csv`` writes first: what :func:`load_runs_csv` reads (``r_ce_nu{K}``
-#: columns, by band, come after ``annotation_nu_max``), then the run's state.
+#: The columns ``runs --csv`` writes first: the normalised frame's columns that a CSV carries
+#: (what :func:`load_runs_csv` reads; ``r_ce`` is rebuilt from the ``r_ce_nu{K}`` points, which
+#: come, by band, after ``annotation_nu_max``, and ``tracking_uri`` is the reader's), then the
+#: run's state.
 EXPORT_COLUMNS: tuple[str, ...] = (
-    "model",
-    "dataset",
-    "prune_rate",
-    "lrg",
-    "miou",
-    "gflops",
-    "annotation_nu_max",
-    "seed",
-    "run_id",
-    "backbone",
-    "input_size",
-    "decoder_prune_rate",
-    "truncation",
-    "native_lrg",
-    "num_classes",
-    "spectrum_uri",
+    *(c for c in RUN_COLUMNS if c not in ("r_ce", "tracking_uri")),
     "status",
     "role",
     "stopped_early",

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 SIZE = (20, 24)  # (H, W): not square, not a multiple of common grid sizes
@@ -178,3 +179,25 @@ def make_folder(
     if classes is not None:
         (root / "classes.txt").write_text("".join(f"{name}\n" for name in classes))
     return root
+
+
+def spectrum_frame(bands: int = 9, base: float = 0.5) -> pd.DataFrame:
+    """A spectrum table in ``SpectrumAccumulator.to_frame()``'s columns, as a trial writes it:
+    a profile decaying as ``base ** k`` over ``bands`` bands."""
+    k = list(range(bands))
+    profile = [base**i for i in k]
+    total = sum(profile)
+    r_ce = [abs(1 - sum(profile[: i + 1]) / total) for i in k]
+    label = [1.0 / (1 + i) for i in k]
+    pred = [1.0 / (1 + i) ** 2 for i in k]
+    return pd.DataFrame(
+        {
+            "k": k,
+            "band_profile": profile,
+            "r_ce": r_ce,
+            "label_magnitude": label,
+            "pred_magnitude": pred,
+            "label_magnitude_norm": [v / max(label) for v in label],
+            "pred_magnitude_norm": [v / max(pred) for v in pred],
+        }
+    )

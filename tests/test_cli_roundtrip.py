@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fixtures_data import spectrum_frame
 
 from analysis.runs_export import EXPORT_COLUMNS
 from orchestrator import store, uris
@@ -52,27 +53,6 @@ def base_config(dataset: str, lrg: int) -> TrialConfig:
     )
 
 
-def spectrum(base: float) -> pd.DataFrame:
-    """A spectrum table as a trial writes it (``SpectrumAccumulator.to_frame`` columns)."""
-    k = list(range(INPUT // 2 + 1))
-    profile = [base**i for i in k]
-    total = sum(profile)
-    r_ce = [abs(1 - sum(profile[: i + 1]) / total) for i in k]
-    label = [1.0 / (1 + i) for i in k]
-    pred = [1.0 / (1 + i) ** 2 for i in k]
-    return pd.DataFrame(
-        {
-            "k": k,
-            "band_profile": profile,
-            "r_ce": r_ce,
-            "label_magnitude": label,
-            "pred_magnitude": pred,
-            "label_magnitude_norm": label,
-            "pred_magnitude_norm": [v / pred[0] for v in pred],
-        }
-    )
-
-
 def write_sweep(uri: str) -> dict[str, str]:
     """Trial runs of both data sets (references with spectrum.csv), one FAILED run and one
     prediction run, through the sweep's writers; returns the reference run ids by data set."""
@@ -81,7 +61,7 @@ def write_sweep(uri: str) -> dict[str, str]:
     tags = store.sweep_tags(EXPERIMENT, "trip", "exhaustive", Role.TRIAL)
     references = {}
     for dataset, (base, mious) in DATASETS.items():
-        frame = spectrum(base)
+        frame = spectrum_frame(INPUT // 2 + 1, base)
         for lrg, miou, gflops in zip(LRGS, mious, GFLOPS, strict=True):
             cfg = base_config(dataset, lrg)
             run_id, _ = store.start_trial_run(client, experiment_id, cfg.key, cfg, tags)

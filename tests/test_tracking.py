@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fixtures_data import spectrum_frame
 
 from analysis.mlflow_runs import runs_frame
 from analysis.plots import plot_spectrum
@@ -31,27 +32,6 @@ CONFIG = TrialConfig(
     num_classes=3,
     epochs=2,
 )
-
-
-def spectrum_frame(bands: int = 9) -> pd.DataFrame:
-    """A spectrum table in SpectrumAccumulator.to_frame()'s columns (decaying profile)."""
-    k = list(range(bands))
-    profile = [0.5**i for i in k]
-    total = sum(profile)
-    r_ce = [abs(1 - sum(profile[: i + 1]) / total) for i in k]
-    label = [1.0 / (1 + i) for i in k]
-    pred = [1.0 / (1 + i) ** 2 for i in k]
-    return pd.DataFrame(
-        {
-            "k": k,
-            "band_profile": profile,
-            "r_ce": r_ce,
-            "label_magnitude": label,
-            "pred_magnitude": pred,
-            "label_magnitude_norm": [v / max(label) for v in label],
-            "pred_magnitude_norm": [v / max(pred) for v in pred],
-        }
-    )
 
 
 def report(epoch: int, miou: float, final: bool) -> TrialReport:
