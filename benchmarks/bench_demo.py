@@ -5,7 +5,7 @@
     python benchmarks/bench_demo.py --dir /tmp/demo  # keep mlflow.db and the Tune results there
 
 Runs the real command in a subprocess, as a user would, and prints the seconds, the training
-share (summed epoch training seconds of every trained run over CPUs x wall: the demo uses
+share (summed training seconds of every trained run over CPUs x wall: the demo uses
 every CPU), and the number of MLflow runs by status. The FLOPs cache is the user's
 (``trainables.flops_cache``): the first demo on a machine fills it.
 """
@@ -43,8 +43,8 @@ def run_counts(directory: Path, experiment: str) -> dict[str, int]:
 
 
 def training_seconds(directory: Path, experiments: list[str]) -> float:
-    """Summed epoch training seconds (metric ``epoch_seconds``, every epoch) of every trained
-    run of the demo's experiments."""
+    """Summed training seconds (metric ``train_seconds``: the training time each report
+    covers) of every trained run of the demo's experiments."""
     from analysis.mlflow_runs import client_for
     from orchestrator.uris import default_tracking_uri
 
@@ -53,7 +53,7 @@ def training_seconds(directory: Path, experiments: list[str]) -> float:
     for name in experiments:
         experiment = client.get_experiment_by_name(name)
         for run in client.search_runs([experiment.experiment_id], max_results=1000):
-            history = client.get_metric_history(run.info.run_id, "epoch_seconds")
+            history = client.get_metric_history(run.info.run_id, "train_seconds")
             total += sum(m.value for m in history)
     return total
 
@@ -75,7 +75,7 @@ def main() -> int:
         share = training / (cpus * seconds)
         print(
             f"demo {i + 1}: {seconds:.1f} s end to end on {cpus} CPUs; training share "
-            f"{share:.2f} ({training:.1f} s of epoch training over {cpus} x {seconds:.1f} s); "
+            f"{share:.2f} ({training:.1f} s of training over {cpus} x {seconds:.1f} s); "
             f"runs {counts}",
             flush=True,
         )

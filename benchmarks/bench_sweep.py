@@ -64,7 +64,7 @@ def project_sweep(root: Path, trials: int, epochs: int, slots: int) -> dict[str,
     work = [float(r.metrics["time_total_s"]) for r in grid]
     training = 0.0
     for r in grid:  # each epoch's training seconds, from Tune's per-report history
-        training += float(r.metrics_dataframe["epoch_seconds"].sum())
+        training += float(r.metrics_dataframe["train_seconds"].sum())
     return {
         "wall": wall,
         "store": store,

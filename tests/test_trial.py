@@ -135,7 +135,7 @@ def test_trial_reports_every_metric_and_is_deterministic() -> None:
     # The same config twice gives identical metrics (CPU determinism).
     assert second.metrics.keys() == metrics.keys()
     for key, value in metrics.items():
-        if key != "epoch_seconds":
+        if key not in ("epoch_seconds", "train_seconds"):
             assert second.metrics[key] == value, key
 
 
@@ -229,6 +229,32 @@ def test_a_finished_trial_run_again_reports_its_final_metrics(tmp_path: object) 
     assert math.isnan(again.metrics["train_loss"])  # nothing was trained again
     assert sorted(again.posthoc) == [3, 5]
     assert again.posthoc[3]["gflops"] < again.posthoc[5]["gflops"] < again.metrics["gflops"]
+
+
+@pytest.mark.slow
+def test_the_final_checkpoint_holds_the_weights_only(tmp_path: object) -> None:
+    """Mid-trial checkpoints carry what resuming needs (momentum, schedule, RNG); the last
+    one only the weights, about half the bytes, and it cannot be trained on from."""
+    from pathlib import Path
+
+    from trainables.checkpoint import read_checkpoint
+
+    ckpt = Path(str(tmp_path))
+    sizes: dict[int, int] = {}
+
+    def note_size(report: TrialReport) -> None:
+        assert report.checkpoint_path is not None
+        sizes[report.epoch] = (report.checkpoint_path / CHECKPOINT_FILE).stat().st_size
+
+    result = run_trial(tiny(epochs=2), report=note_size, checkpoint_dir=ckpt)
+    assert sizes[1] < 0.6 * sizes[0]  # SGD momentum is one more copy of the weights
+    state = read_checkpoint(ckpt / CHECKPOINT_FILE)
+    assert state["epoch"] == 1 and "optimizer" not in state and "rng_cpu" not in state
+    native = native_grid_size(33)  # the weights alone evaluate as the trial did
+    again = evaluate_checkpoint(ckpt, [native])
+    assert again[native]["miou"] == pytest.approx(result.metrics["miou"], rel=1e-6)
+    with pytest.raises(InputError, match=r"weights only .* epochs=3"):
+        run_trial(tiny(epochs=3), checkpoint_dir=ckpt)
 
 
 def test_a_corrupt_checkpoint_is_one_input_error(tmp_path: object) -> None:
@@ -339,3 +365,21 @@ def test_a_trial_with_loader_workers_is_deterministic() -> None:
     first, second = run_trial(config), run_trial(config)
     for key in ("miou", "loss", "train_loss"):
         assert first.metrics[key] == second.metrics[key], key
+
+
+@pytest.mark.slow
+def test_how_often_a_trial_evaluates_does_not_change_what_it_trains() -> None:
+    """``eval_every`` is run-only: evaluating after every epoch or only after the last trains
+    the same network (the evaluation loader draws nothing from the global RNG that dropout
+    uses) and times the same epochs (``train_seconds`` sums them, ``epoch_seconds`` averages)."""
+    every = run_trial(tiny(epochs=3, eval_every=1))
+    last = run_trial(tiny(epochs=3, eval_every=3))
+    assert [r.epoch for r in every.reports] == [0, 1, 2] and [r.epoch for r in last.reports] == [2]
+    for key in ("miou", "loss", "train_loss", "boundary_iou", "r_ce_lrg"):
+        assert last.metrics[key] == every.metrics[key], key
+    assert last.reports[0].spectrum.equals(every.reports[-1].spectrum)
+    only = last.metrics
+    assert only["train_seconds"] == pytest.approx(3 * only["epoch_seconds"])
+    for report in every.reports:  # one epoch per report
+        assert report.metrics["train_seconds"] == report.metrics["epoch_seconds"] > 0
+    assert TrialConfig.from_dict(tiny(eval_every=3)).key == TrialConfig.from_dict(tiny()).key

@@ -153,7 +153,8 @@ class Metric:
     R_CE_LRG = "r_ce_lrg"
     R_CE_ANNOTATION = "r_ce_annotation"
     EPOCH = "epoch"
-    EPOCH_SECONDS = "epoch_seconds"
+    EPOCH_SECONDS = "epoch_seconds"  # mean training seconds per epoch since the last report
+    TRAIN_SECONDS = "train_seconds"  # training seconds since the last report (sum: the trial's)
     LR = "lr"
     # a prediction run (the estimate strategy) and its reference run
     R_CE = "r_ce"

@@ -179,7 +179,8 @@ def initial_band_profile(
 ) -> torch.Tensor:
     """``L_ce[k]`` of the untrained model (paper Fig. 1, "init"): one spectrum-only pass over the
     evaluation set at the evaluation LRG, like the final spectrum. The CPU RNG is restored after
-    it (the loader draws a seed from it), so training is the same as without this pass."""
+    it (a loader given without its own generator draws a seed from it), so training is the same
+    as without this pass."""
     with torch.random.fork_rng(devices=[]):
         model.lrg = cfg.lrg  # type: ignore[assignment]  # evaluated where the final one is
         try:
@@ -254,7 +255,7 @@ def run_trial(
     if resuming:
         assert ckpt_dir is not None
         state = load_checkpoint(ckpt_dir, model, cfg)
-        start = restore_training_state(state, optimizer, scheduler)
+        start = restore_training_state(state, optimizer, scheduler, cfg)
         init_profile = checkpoint_init_profile(state)  # never recomputed from trained weights
     else:
         init_profile = initial_band_profile(model, eval_loader, cfg, device)
@@ -264,6 +265,7 @@ def run_trial(
     finished = start >= cfg.epochs  # run again after its last epoch: evaluate, train nothing
     if finished:
         start, eval_epochs = cfg.epochs - 1, {cfg.epochs - 1}
+    trained, epochs_trained = 0.0, 0  # training seconds and epochs since the previous report
     for epoch in _progress(range(start, cfg.epochs), progress, cfg.epochs - start):
         began = time.perf_counter()
         if finished:
@@ -275,15 +277,17 @@ def run_trial(
             )
             if pruner is not None:
                 pruner.step()
+            epochs_trained += 1
+        trained += time.perf_counter() - began
         if epoch not in eval_epochs:
             continue
-        seconds = time.perf_counter() - began
         evaluation, metrics = evaluate_at(model, eval_loader, num_classes, cfg, device)
         metrics.update(
             {
                 Metric.EPOCH: float(epoch),
                 Metric.TRAIN_LOSS: train_loss,
-                Metric.EPOCH_SECONDS: seconds,
+                Metric.EPOCH_SECONDS: trained / max(epochs_trained, 1),
+                Metric.TRAIN_SECONDS: trained,
                 Metric.LR: float(scheduler.get_last_lr()[0]),
             }
         )
@@ -302,6 +306,7 @@ def run_trial(
             checkpoint_path=saved,
             final=epoch == cfg.epochs - 1,
         )
+        trained, epochs_trained = 0.0, 0
         result.reports.append(trial_report)
         result.metrics = metrics
         if report is not None:

@@ -161,8 +161,10 @@ def make_loader(
 ) -> DataLoader[Any]:
     """The trial's loader: the training order comes from a generator seeded by the config (and
     with worker processes, each worker's augmentation from a seed drawn from it); pinned
-    memory on a GPU."""
-    generator = torch.Generator().manual_seed(cfg.seed) if train else None
+    memory on a GPU. The evaluation loader has its own generator too: a loader without one
+    draws its seed from the global RNG on every pass, so how often a trial evaluates
+    (``eval_every``, a run-only setting) would change the dropout masks it trains with."""
+    generator = torch.Generator().manual_seed(cfg.seed)
     workers = loader_workers(cfg, device)
     return DataLoader(
         dataset,
