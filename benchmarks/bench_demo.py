@@ -5,8 +5,12 @@
     python benchmarks/bench_demo.py --dir /tmp/demo  # keep mlflow.db and the Tune results there
 
 Runs the real command in a subprocess, as a user would, and prints the seconds, the training
-share (summed training seconds of every trained run over CPUs x wall: the demo uses
-every CPU), and the number of MLflow runs by status. The FLOPs cache is the user's
+share (summed training seconds of every trained run over CPUs x wall: the demo uses every CPU),
+the number of MLflow runs by status, and where the CPUs x wall went: the CPU time of the
+trial processes (Ray's ``ray::ImplicitFunc`` actors) beyond their training, of the demo's own
+process (the driver: Tune's loop, MLflow writes, figures, analysis), of Ray's and the
+machine's other processes, and what stayed idle. The CPU times are sampled with psutil every
+0.5 s (a process that lives shorter than that is missed). The FLOPs cache is the user's
 (``trainables.flops_cache``): the first demo on a machine fills it.
 """
 
@@ -17,20 +21,71 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
+import psutil
 
-def run_demo(directory: Path, extra: list[str]) -> float:
-    """Seconds ``spectral-sweep demo --dir directory`` takes; raises if it fails."""
+TRIAL_PROCESS = "ray::ImplicitFu"  # Ray names a trial's actor process ray::ImplicitFunc(.train)
+
+
+class CpuSampler:
+    """CPU seconds each process spent while the sampler ran, grouped by role."""
+
+    def __init__(self, driver_pid: int) -> None:
+        self.driver_pid = driver_pid
+        self.began = time.time()
+        self.first: dict[tuple[int, float], float] = {}
+        self.last: dict[tuple[int, float], tuple[str, float]] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _role(self, process: psutil.Process) -> str:
+        if process.pid == self.driver_pid:
+            return "driver"
+        name = process.info["name"] or ""
+        return "trial processes" if name.startswith(TRIAL_PROCESS) else "Ray and the rest"
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while not self.stop.is_set():
+            for process in psutil.process_iter(["name", "cpu_times", "create_time"]):
+                times = process.info["cpu_times"]
+                if process.pid == me or times is None:
+                    continue
+                key = (process.pid, process.info["create_time"])
+                used = times.user + times.system
+                if key not in self.first:  # a process born since the start counts from 0
+                    self.first[key] = used if key[1] < self.began else 0.0
+                self.last[key] = (self._role(process), used)
+            self.stop.wait(0.5)
+
+    def totals(self) -> Counter[str]:
+        self.stop.set()
+        self.thread.join()
+        spent: Counter[str] = Counter()
+        for key, (role, used) in self.last.items():
+            spent[role] += used - self.first[key]
+        return spent
+
+
+def run_demo(directory: Path, extra: list[str]) -> tuple[float, Counter[str]]:
+    """Seconds ``spectral-sweep demo --dir directory`` takes and the CPU seconds by role;
+    raises if it fails."""
     command = [sys.executable, "-m", "orchestrator.cli", "demo", "--dir", str(directory), *extra]
     began = time.perf_counter()
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sampler = CpuSampler(process.pid)
+    output, _ = process.communicate()
     seconds = time.perf_counter() - began
-    if completed.returncode != 0:
-        sys.stderr.write(completed.stdout[-4000:] + completed.stderr[-4000:])
-        raise SystemExit(f"demo failed with exit code {completed.returncode}")
-    return seconds
+    spent = sampler.totals()
+    if process.returncode != 0:
+        sys.stderr.write(output[-8000:])
+        raise SystemExit(f"demo failed with exit code {process.returncode}")
+    return seconds, spent
 
 
 def run_counts(directory: Path, experiment: str) -> dict[str, int]:
@@ -58,6 +113,22 @@ def training_seconds(directory: Path, experiments: list[str]) -> float:
     return total
 
 
+def breakdown(capacity: float, training: float, spent: Counter[str]) -> str:
+    """``CPUs x wall`` split into training, the rest of the trial processes, the driver, Ray
+    and the rest, and idle (training is wall time inside the trials: a trial waiting for a
+    core counts as training, so the split is approximate)."""
+    parts = {
+        "training": training,
+        "trials' other work": spent["trial processes"] - training,
+        "driver": spent["driver"],
+        "Ray and the rest": spent["Ray and the rest"],
+    }
+    parts["idle"] = capacity - sum(parts.values())
+    return ", ".join(
+        f"{name} {value:.0f} s ({value / capacity:.0%})" for name, value in parts.items()
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default=None, help="working directory (default: a fresh temp dir)")
@@ -69,7 +140,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
             directory = Path(args.dir).resolve() / str(i) if args.dir else Path(tmp)
             directory.mkdir(parents=True, exist_ok=True)
-            seconds = run_demo(directory, ["--quiet", "--name", args.name])
+            seconds, spent = run_demo(directory, ["--quiet", "--name", args.name])
             counts = run_counts(directory, args.name)
             training = training_seconds(directory, [args.name, f"{args.name}-estimate"])
         share = training / (cpus * seconds)
@@ -79,6 +150,7 @@ def main() -> int:
             f"runs {counts}",
             flush=True,
         )
+        print(f"  {cpus} CPUs x wall: {breakdown(cpus * seconds, training, spent)}", flush=True)
     return 0
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -75,6 +76,26 @@ def make_client(uri: str) -> MlflowClient:
     from analysis.mlflow_runs import client_for
 
     return retry_locked(lambda: client_for(uri))
+
+
+def open_in_background(uri: str) -> threading.Thread | None:
+    """Open a SQLite store in a thread (creating its schema on first use: about 2 s of CPU)
+    while Ray starts, which leaves a core idle; the sweep's first write then finds it ready.
+    Opening is under the store's file lock (``client_for``), so the callback's own opening
+    waits rather than races; a failure here is left to that one to report. None for a
+    tracking server: nothing to create on this machine."""
+    if not uri.startswith("sqlite:///"):
+        return None
+
+    def open_quietly() -> None:
+        try:
+            make_client(uri)
+        except Exception:  # the callback's writer opens it again and warns
+            return
+
+    thread = threading.Thread(target=open_quietly, name="open-tracking-store", daemon=True)
+    thread.start()
+    return thread
 
 
 def ensure_experiment(client: MlflowClient, name: str, uri: str | None = None) -> str:
@@ -357,6 +378,7 @@ __all__ = [
     "log_prediction_run",
     "log_trial_artifacts",
     "make_client",
+    "open_in_background",
     "retry_locked",
     "set_tags",
     "start_trial_run",

@@ -37,6 +37,7 @@ from orchestrator.sweep_run import close_parent_run, open_parent_run
 from orchestrator.system_metrics import SystemMetricsSampler
 from orchestrator.uris import is_local_uri
 from search_spaces import SearchSpace
+from trainables.checkpoint import scratch_dir
 from trainables.config import TrialConfig
 from trainables.errors import InputError
 from trainables.run_schema import Metric, MlflowTag
@@ -78,7 +79,7 @@ def spectral_sweep_trial(
     cfg = TrialConfig.from_dict(config)  # the Ray edge: Tune's dict becomes the trial's config
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # per-report INFO
     node_id = ray.get_runtime_context().get_node_id()
-    with tempfile.TemporaryDirectory(prefix="spectral-sweep-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="spectral-sweep-", dir=scratch_dir()) as tmp:
         local = Path(tmp) / "checkpoint"
         restored = tune.get_checkpoint()
         if restored is not None:
@@ -339,7 +340,10 @@ def run_sweep(settings: SweepSettings, *, resume: bool = False, save: bool = Tru
     and runs its phases with ``save=False``).
     """
     configure_tune_environment()
+    opening = store.open_in_background(settings.tracking_uri)
     init_ray(settings.address)
+    if opening is not None:
+        opening.join()
     check_cluster(settings)
     if resume:
         parent = open_parent_run(settings)

@@ -253,3 +253,20 @@ def test_a_prediction_run_is_logged_once(uri: str) -> None:
     assert run.data.tags[Tag.ROLE] == "prediction" and run.data.tags[Tag.CONFIG_KEY] == CONFIG.key
     assert run.data.metrics == {"predicted_miou": 0.5}  # non-finite predictions are left out
     assert run.data.params == to_params(CONFIG)
+
+
+def test_a_new_sqlite_store_is_created_in_the_background(tmp_path: Path) -> None:
+    """``run_sweep`` opens a local store while Ray starts: the schema is there after the
+    thread, and opening it again (as the callback's writer does) finds it ready."""
+    import sqlite3
+
+    database = tmp_path / "mlflow.db"
+    thread = store.open_in_background(f"sqlite:///{database}")
+    assert thread is not None
+    thread.join(timeout=120)
+    with sqlite3.connect(database) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert {"experiments", "runs", "metrics", "params"} <= tables
+    client = store.make_client(f"sqlite:///{database}")
+    assert client.search_experiments()[0].name == "Default"
+    assert store.open_in_background("http://127.0.0.1:5000") is None  # nothing to create here

@@ -383,3 +383,14 @@ def test_how_often_a_trial_evaluates_does_not_change_what_it_trains() -> None:
     for report in every.reports:  # one epoch per report
         assert report.metrics["train_seconds"] == report.metrics["epoch_seconds"] > 0
     assert TrialConfig.from_dict(tiny(eval_every=3)).key == TrialConfig.from_dict(tiny()).key
+
+
+def test_checkpoints_go_through_shared_memory_only_when_it_has_room(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trainables import checkpoint
+
+    monkeypatch.setattr(checkpoint, "SCRATCH_MIN_FREE", 0)
+    assert checkpoint.scratch_dir() == "/dev/shm"  # Linux: a tmpfs every process may write
+    monkeypatch.setattr(checkpoint, "SCRATCH_MIN_FREE", 1 << 62)  # more than any machine has
+    assert checkpoint.scratch_dir() is None  # the system temp dir, as a small Docker shm gets

@@ -64,6 +64,24 @@ def architecture_key(model: nn.Module, cfg: TrialConfig) -> dict[str, Any]:
     return arch
 
 
+#: Shared memory holds a trial's checkpoint before it is copied to storage (Tune) when it has this
+#: much room (a Docker container's default 64 MiB would not hold one); else the temp dir.
+SCRATCH_MIN_FREE = 4 << 30
+
+
+def scratch_dir() -> str | None:
+    """Where a trial writes each checkpoint for Tune to copy: ``/dev/shm`` when it has
+    :data:`SCRATCH_MIN_FREE` bytes free, so the write costs memory bandwidth and the disk
+    sees the checkpoint once (the copy), not twice; None (the system temp dir) otherwise."""
+    shm = "/dev/shm"
+    try:
+        stat = os.statvfs(shm)
+    except OSError:
+        return None
+    roomy = stat.f_bavail * stat.f_frsize >= SCRATCH_MIN_FREE
+    return shm if roomy and os.access(shm, os.W_OK) else None
+
+
 def save_checkpoint(
     directory: Path,
     model: nn.Module,
@@ -196,4 +214,5 @@ __all__ = [
     "read_checkpoint",
     "restore_training_state",
     "save_checkpoint",
+    "scratch_dir",
 ]
