@@ -9,8 +9,8 @@ share (summed training seconds of every trained run over CPUs x wall: the demo u
 the number of MLflow runs by status, and where the CPUs x wall went: the CPU time of the
 trial processes (Ray's ``ray::ImplicitFunc`` actors) beyond their training, of the demo's own
 process (the driver: Tune's loop, MLflow writes, figures, analysis), of Ray's and the
-machine's other processes, and what stayed idle. The CPU times are sampled with psutil every
-0.5 s (a process that lives shorter than that is missed). The FLOPs cache is the user's
+machine's other processes, and the rest (idle, or CPU the sampling missed: its own, and
+processes that live less than the 0.5 s between samples). The FLOPs cache is the user's
 (``trainables.flops_cache``): the first demo on a machine fills it.
 """
 
@@ -115,7 +115,7 @@ def training_seconds(directory: Path, experiments: list[str]) -> float:
 
 def breakdown(capacity: float, training: float, spent: Counter[str]) -> str:
     """``CPUs x wall`` split into training, the rest of the trial processes, the driver, Ray
-    and the rest, and idle (training is wall time inside the trials: a trial waiting for a
+    and the rest, and idle or unattributed (training is wall time inside the trials: a trial waiting for a
     core counts as training, so the split is approximate)."""
     parts = {
         "training": training,
@@ -123,7 +123,7 @@ def breakdown(capacity: float, training: float, spent: Counter[str]) -> str:
         "driver": spent["driver"],
         "Ray and the rest": spent["Ray and the rest"],
     }
-    parts["idle"] = capacity - sum(parts.values())
+    parts["idle or unattributed"] = capacity - sum(parts.values())
     return ", ".join(
         f"{name} {value:.0f} s ({value / capacity:.0%})" for name, value in parts.items()
     )

@@ -8,8 +8,8 @@ trials, MLflow in a SQLite file, the driver's writes, reconcile), then plain Tun
 trials that busy-loop exactly as long as each project trial took (its ``time_total_s``), with
 the same slots. For both it prints wall / ideal, where ideal = summed trial work / slots (the
 wall time of a perfect scheduler with zero overhead), and for the project its training share:
-summed epoch training seconds over slots x wall. Goal (performance issue): the project's
-ratio no worse than plain Tune's. One-time setup is outside both walls: Ray is started first,
+summed training seconds (``train_seconds``) over slots x wall. Goal (performance issue): the
+project's ratio no worse than plain Tune's. One-time setup is outside both walls: Ray is started first,
 and the project's new SQLite tracking store is created first (its seconds are printed, and the
 ratio with them counted in).
 """
@@ -141,7 +141,7 @@ def main() -> int:
     share = ours["training"] / (args.slots * ours["wall"])
     print(
         f"spectral-sweep training share: {share:.2f} "
-        f"({ours['training']:.1f} s of epoch training over {args.slots} x {ours['wall']:.1f} s)"
+        f"({ours['training']:.1f} s of training over {args.slots} x {ours['wall']:.1f} s)"
     )
     if ours["errors"]:
         print(f"{ours['errors']} project trial(s) failed", file=sys.stderr)

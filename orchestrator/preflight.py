@@ -111,9 +111,26 @@ def check_new_experiment(uri: str, name: str) -> None:
         )
 
 
+def check_scheduler(settings: SweepSettings) -> None:
+    """ASHA compares trials at their evaluations: trials that evaluate only after their last
+    epoch (``eval_every`` of the demo space) give it nothing to stop on."""
+    if settings.scheduler != "asha":
+        return
+    from trainables.config import evaluation_epochs
+
+    trials = list(settings.search_space().trials())
+    if any(t.epochs > 1 for t in trials) and all(len(evaluation_epochs(t)) == 1 for t in trials):
+        raise InputError(
+            f"--scheduler asha compares trials at each evaluation, but every trial of space "
+            f"{settings.search_space().name!r} evaluates only after its last epoch "
+            f"(eval_every={trials[0].eval_every}); add --set eval_every=1"
+        )
+
+
 def check_new_sweep(settings: SweepSettings) -> None:
     """Everything a new sweep needs, in the order a user fixes them; the first problem raises."""
     check_name(settings.name)
+    check_scheduler(settings)
     if sweep_exists(settings.experiment_path):
         raise InputError(
             f"a sweep named {settings.name!r} already exists in {settings.storage}; continue it "
@@ -141,6 +158,7 @@ __all__ = [
     "check_new_experiment",
     "check_new_sweep",
     "check_resumed_sweep",
+    "check_scheduler",
     "check_storage",
     "check_tracking",
     "sweep_exists",

@@ -77,6 +77,23 @@ def test_flag_combinations(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> 
     fails_with(capsys, ["sweep"], "give --space NAME or --space-file FILE")
 
 
+def test_asha_on_trials_that_evaluate_once_is_refused(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo space evaluates after the last epoch only: ASHA would have nothing to compare."""
+    from orchestrator.preflight import check_scheduler
+    from orchestrator.settings import SweepSettings
+    from search_spaces import get_space
+
+    argv = ["sweep", "--space", "demo", "--scheduler", "asha"]
+    fails_with(capsys, argv, "--scheduler asha", "eval_every=4", "--set eval_every=1")
+    assert not list(in_tmp.iterdir())  # nothing created
+    space = get_space("demo").to_dict()
+    each_epoch = {**space, "overrides": {"eval_every": 1}}
+    check_scheduler(SweepSettings(space=each_epoch, name="demo", scheduler="asha"))
+    check_scheduler(SweepSettings(space=space, name="demo"))  # FIFO waits for the end anyway
+
+
 def test_unreachable_ray_address_fails_fast(
     in_tmp: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
