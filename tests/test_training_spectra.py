@@ -90,12 +90,27 @@ def test_init_profile_sums_to_the_untrained_models_ce(
     np.testing.assert_allclose(read[INIT], frame[INIT], rtol=1e-12)
 
 
+class _Stopped(Exception):
+    pass
+
+
+def checkpoint_after_first_epoch(ckpt: Path) -> None:
+    """The checkpoint a 2-epoch trial leaves when it dies after its first evaluation (a
+    finished trial's last checkpoint holds the weights alone: nothing resumes from it)."""
+
+    def stop(report: TrialReport) -> None:
+        raise _Stopped(report.epoch)
+
+    with pytest.raises(_Stopped):
+        run_trial(tiny(epochs=2), report=stop, checkpoint_dir=ckpt)
+
+
 @pytest.mark.slow
 def test_resume_reuses_the_init_profile_of_the_checkpoint(
     uninterrupted: TrialResult, tmp_path: Path
 ) -> None:
     ckpt = tmp_path / "ckpt"
-    run_trial(tiny(epochs=1), checkpoint_dir=ckpt)
+    checkpoint_after_first_epoch(ckpt)
     assert "band_profile_init" in torch.load(ckpt / CHECKPOINT_FILE, weights_only=True)
     reports: list[TrialReport] = []
     resumed = run_trial(tiny(epochs=2), report=reports.append, checkpoint_dir=ckpt)
@@ -112,7 +127,7 @@ def test_a_checkpoint_without_the_profile_resumes_quietly_with_nan(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     ckpt = tmp_path / "ckpt"
-    run_trial(tiny(epochs=1), checkpoint_dir=ckpt)
+    checkpoint_after_first_epoch(ckpt)
     state = torch.load(ckpt / CHECKPOINT_FILE, weights_only=True)
     del state["band_profile_init"]  # as the code before this column wrote it
     torch.save(state, ckpt / CHECKPOINT_FILE)
