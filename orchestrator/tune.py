@@ -37,7 +37,6 @@ from orchestrator.sweep_run import close_parent_run, open_parent_run
 from orchestrator.system_metrics import SystemMetricsSampler
 from orchestrator.uris import is_local_uri
 from search_spaces import SearchSpace
-from trainables.checkpoint import scratch_dir
 from trainables.config import TrialConfig
 from trainables.errors import InputError
 from trainables.run_schema import Metric, MlflowTag
@@ -72,6 +71,7 @@ def spectral_sweep_trial(
     (``register_model``), registered here first; ``system_metrics``: MLflow's system metrics
     sampled during each evaluation interval and reported with it (``system/...``).
     """
+    from trainables.checkpoint import scratch_dir
     from trainables.model_registry import MODELS
     from trainables.trial import TrialReport, run_trial
 
