@@ -118,11 +118,12 @@ def check_scheduler(settings: SweepSettings) -> None:
         return
     from trainables.config import evaluation_epochs
 
-    trials = list(settings.search_space().trials())
+    space = settings.search_space()
+    trials = list(space.trials())
     if any(t.epochs > 1 for t in trials) and all(len(evaluation_epochs(t)) == 1 for t in trials):
         raise InputError(
             f"--scheduler asha compares trials at each evaluation, but every trial of space "
-            f"{settings.search_space().name!r} evaluates only after its last epoch "
+            f"{space.name!r} evaluates only after its last epoch "
             f"(eval_every={trials[0].eval_every}); add --set eval_every=1"
         )
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrator.run_metadata import dataset_input, source_tags
-from orchestrator.uris import artifact_location
+from orchestrator.uris import artifact_location, sqlite_path
 from trainables.errors import InputError
 from trainables.run_schema import (
     MODEL_TRAINING_KIND,
@@ -84,7 +84,7 @@ def open_in_background(uri: str) -> threading.Thread | None:
     Opening is under the store's file lock (``client_for``), so the callback's own opening
     waits rather than races; a failure here is left to that one to report. None for a
     tracking server: nothing to create on this machine."""
-    if not uri.startswith("sqlite:///"):
+    if sqlite_path(uri) is None:
         return None
 
     def open_quietly() -> None:
