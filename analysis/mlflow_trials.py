@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from analysis.mlflow_runs import runs_frame
-from analysis.runs import is_nan, normalise, warn
+from analysis.runs import STOPPED_NOTE, UNFINISHED_NOTE, is_nan, leave_out, normalise
 from trainables.config import TrialConfig
 from trainables.errors import InputError
 from trainables.run_schema import (
@@ -48,18 +48,10 @@ def load_runs_mlflow(tracking_uri: str, experiment: str) -> pd.DataFrame:
     role = runs.get(f"tags.{Tag.ROLE}", pd.Series([None] * len(runs), index=runs.index))
     model = runs.get("params.model", pd.Series([None] * len(runs), index=runs.index))
     trials = runs.loc[~role.astype(object).isin(UNTRAINED_ROLES) & model.notna()]
-    unfinished = trials["status"] != "FINISHED"
-    if unfinished.any():
-        warn(f"{where}: {int(unfinished.sum())} unfinished run(s) (running or failed) left out")
-        trials = trials.loc[~unfinished]
+    trials = leave_out(trials, trials["status"] != "FINISHED", where, UNFINISHED_NOTE)
     stopped = trials.get(f"tags.{Tag.STOPPED_EARLY}", pd.Series([None] * len(trials))) == "true"
     stopped = stopped.reindex(trials.index, fill_value=False).astype(bool)
-    if stopped.any():
-        warn(
-            f"{where}: {int(stopped.sum())} run(s) stopped early by the scheduler left out "
-            "(fewer epochs: their mIoU is not comparable with finished runs)"
-        )
-        trials = trials.loc[~stopped]
+    trials = leave_out(trials, stopped, where, STOPPED_NOTE)
     if trials.empty:
         raise InputError(f"{where} at {tracking_uri} has no finished trial runs")
     frame = pd.DataFrame(

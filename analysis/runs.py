@@ -79,6 +79,22 @@ def warn(message: str) -> None:
     warnings.warn(message, AnalysisWarning, stacklevel=3)
 
 
+#: The notes of the runs an analysis leaves out (the MLflow and the CSV readers say the same).
+UNFINISHED_NOTE = "unfinished run(s) (running or failed) left out"
+STOPPED_NOTE = (
+    "run(s) stopped early by the scheduler left out "
+    "(fewer epochs: their mIoU is not comparable with finished runs)"
+)
+
+
+def leave_out(frame: pd.DataFrame, mask: pd.Series, where: str, note: str) -> pd.DataFrame:
+    """``frame`` without the rows ``mask`` marks, with one warning that counts them."""
+    if not mask.any():
+        return frame
+    warn(f"{where}: {int(mask.sum())} {note}")
+    return frame.loc[~mask]
+
+
 # --------------------------------------------------------------------- CSV
 
 
@@ -152,18 +168,10 @@ def _trained_rows(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
         raw = raw.loc[~untrained]
     if "status" in raw.columns:
         status = raw["status"].str.strip()
-        unfinished = (status != "") & (status != "FINISHED")
-        if unfinished.any():
-            warn(f"{where}: {int(unfinished.sum())} unfinished run(s) (running or failed) left out")
-            raw = raw.loc[~unfinished]
+        raw = leave_out(raw, (status != "") & (status != "FINISHED"), where, UNFINISHED_NOTE)
     if "stopped_early" in raw.columns:
         stopped = raw["stopped_early"].str.strip().str.lower() == "true"
-        if stopped.any():
-            warn(
-                f"{where}: {int(stopped.sum())} run(s) stopped early by the scheduler left out "
-                "(fewer epochs: their mIoU is not comparable with finished runs)"
-            )
-            raw = raw.loc[~stopped]
+        raw = leave_out(raw, stopped, where, STOPPED_NOTE)
     if raw.empty:
         raise InputError(f"{where} has no finished trial runs")
     return raw
