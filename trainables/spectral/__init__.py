@@ -14,12 +14,17 @@ Speed: real FFTs (``rfft2``) with Hermitian weights (a column standing for two c
 frequencies counts twice), ``yhat`` formed in space so one FFT per class and map, band sums by a
 cached band-index map and ``index_add_``.
 
-Precision: everything after the FFTs accumulates in float64. float32 FFTs keep Parseval to ~1e-7
-relative while the CE is not small against the spread of ``yhat``; for confident predictions the
-CE is a small difference of large spectral terms and float32 FFTs lose up to 1e-3 of it. So
-``precision="auto"`` (default) bounds the float32 error a priori from ``||B|| ||Yhat|| / CE`` and
-switches a chunk to float64 FFTs (about 2x slower) when the bound exceeds 1e-6. Code is
-device-agnostic; only the (K+1,)-long results come back to the CPU.
+Precision: everything after the FFTs accumulates in float64, and ``yhat`` is formed with
+``logsumexp = log1p(sum of the non-max classes' exp)``, so even float32 keeps a confident
+pixel's small CE to its last bits. float32 FFTs keep Parseval to ~1e-7 relative while the CE is
+not small against the spread of ``yhat``; for confident predictions the CE is a small
+difference of large spectral terms and float32 FFTs lose up to 1e-3 of it. So
+``precision="auto"`` (default) bounds the float32 error a priori from ``||B|| ||Yhat|| / CE``
+and, when the bound exceeds 1e-6, runs that chunk's label and prediction FFTs in float64 on the
+float32 ``yhat`` (Parseval to ~1e-12 of what it holds, the CE to ~1e-8 of the float64 one, each
+band to ~1e-9 of the profile's scale); ``precision="double"`` forms ``yhat`` in float64 too.
+Classes no pixel is labelled with need only a plot's ``|yhat|``: their FFTs stay in float32.
+Code is device-agnostic; only the (K+1,)-long results come back to the CPU.
 
 Modules: :mod:`~trainables.spectral.bands` (band geometry, input checks),
 :mod:`~trainables.spectral.ce` (the CE spectrum and R_ce), :mod:`~trainables.spectral.labels`

@@ -22,7 +22,6 @@ from trainables.spectral.bands import (
     _check_pair,
     _chunks,
     _magnitude,
-    _one_hot,
     _valid_mask,
     num_bands,
 )
@@ -132,13 +131,19 @@ class CESpectrum(RelativeCE):
 
 
 def _neg_log_softmax(logits: Tensor, dtype: torch.dtype) -> Tensor:
-    """``yhat = logsumexp_c Y - Y`` in ``dtype``, shifted by the per-pixel max first so a common
-    offset of the logits does not cancel away the precision of small (confident) values."""
+    """``yhat = logsumexp_c Y - Y`` in ``dtype``, accurate to the last bits of ``dtype`` even for
+    confident pixels: shifted by the per-pixel max (a common offset of the logits cancels
+    nothing), and with the max class's own ``exp(0) = 1`` kept out of the sum,
+    ``logsumexp = log1p(sum of the other classes' exp)``. A confident pixel's CE is that small
+    sum; ``log`` of a sum rounded to ``1 + eps`` would keep only ``1e-7 / CE`` of it in float32.
+    """
     z = logits.to(dtype)
-    z = z - z.amax(dim=1, keepdim=True)  # <= 0, with a 0 in every pixel: the exp-sum is >= 1
+    top, argmax = z.max(dim=1, keepdim=True)
+    z = z - top  # <= 0, with a 0 at the max class of every pixel
     # exp() of far-negative values (saturated softmax) takes a slow path on the CPU (~15x);
-    # clamped, they still add < 1e-32 to a sum >= 1.
-    lse = z.clamp(min=_EXP_FLOOR).exp_().sum(dim=1, keepdim=True).log_()
+    # clamped, they still add < 1e-34 to the sum
+    others = z.clamp(min=_EXP_FLOOR).exp_().scatter_(1, argmax, 0.0)
+    lse = others.sum(dim=1, keepdim=True).log1p_()
     return z.neg_().add_(lse)
 
 
@@ -162,21 +167,32 @@ def _single_error_bound(yhat: Tensor, n_valid: int, ce_sum: float) -> float:
     return torch.finfo(torch.float32).eps * math.sqrt(n_valid) * norm / ce_sum
 
 
-def _spectral_maps(yhat: Tensor, onehot: Tensor, present: Tensor) -> Tensor:
+def _spectral_maps(
+    yhat: Tensor, index: Tensor, valid: Tensor, classes: slice, present: Tensor, double: bool
+) -> Tensor:
     """Per half-spectrum coefficient: ``sum Re[conj(b) yhat]``, ``sum |b|``, ``sum |yhat|``
-    over images and classes, as a float64 ``(3, H, W // 2 + 1)`` tensor.
+    over the images and the ``classes`` that ``yhat`` holds, as a float64 ``(3, H, W // 2 + 1)``
+    tensor.
 
-    ``present``: the classes some valid pixel of these images has. An absent class has b = 0,
-    so it adds nothing to the cross term or to |b|: its label FFT is skipped (a real image
-    holds a few of its data set's classes, so most label FFTs are)."""
-    y = torch.fft.rfft2(yhat)
-    out = torch.zeros((3, *y.shape[-2:]), dtype=torch.float64, device=yhat.device)
-    out[2] = _magnitude(y).sum((0, 1))
+    ``present``: which of those classes some valid pixel has. An absent class has b = 0, so it
+    adds nothing to the cross term or to |b|: its label FFT is skipped (a real image holds a
+    few of its data set's classes, so most label FFTs are), and its ``|yhat|`` (a plot's
+    magnitude) comes from an FFT in ``yhat``'s own precision. ``double``: the present classes'
+    FFTs, label and prediction, run in float64 (``yhat`` cast), as confident predictions need.
+    """
+    height, width = yhat.shape[-2:]
+    out = torch.zeros((3, height, width // 2 + 1), dtype=torch.float64, device=yhat.device)
+    if not bool(present.all()):
+        out[2] = _magnitude(torch.fft.rfft2(yhat[:, ~present])).sum((0, 1))
     if bool(present.any()):
-        b = torch.fft.rfft2(onehot[:, present])
-        y = y[:, present]
+        dtype = torch.float64 if double else yhat.dtype
+        y = torch.fft.rfft2((yhat if bool(present.all()) else yhat[:, present]).to(dtype))
+        ids = torch.arange(classes.start, classes.stop, device=yhat.device)[present]
+        onehot = (index.unsqueeze(1) == ids.view(1, -1, 1, 1)).logical_and_(valid.unsqueeze(1))
+        b = torch.fft.rfft2(onehot.to(dtype))
         out[0] = (b.real * y.real).add_(b.imag * y.imag).sum((0, 1))
         out[1] = _magnitude(b).sum((0, 1))
+        out[2] += _magnitude(y).sum((0, 1))
     return out
 
 
@@ -188,9 +204,10 @@ def ce_spectrum(
 
     Images are combined weighted by their valid pixels, so ``band_profile.sum()`` equals
     ``F.cross_entropy(logits, labels, ignore_index=ignore_index)`` to float rounding.
-    ``precision``: ``"single"`` (float32 FFTs), ``"double"`` (float64 FFTs, also used for
-    float64 logits) or ``"auto"``: float32 unless its error bound exceeds 1e-6 relative
-    (confident predictions, whose small CE is a difference of large spectral terms).
+    ``precision``: ``"single"`` (float32 FFTs), ``"double"`` (``yhat`` and its FFTs in float64,
+    also used for float64 logits) or ``"auto"``: float32 unless its error bound exceeds 1e-6
+    relative (confident predictions, whose small CE is a difference of large spectral terms);
+    then the float32 ``yhat`` goes through float64 FFTs, reported as ``"double"``.
     """
     check_precision(precision)
     logits, labels = _check_pair(logits, labels)
@@ -203,23 +220,24 @@ def ce_spectrum(
     ce_total = torch.zeros((), dtype=torch.float64, device=logits.device)
     used: set[str] = set()
     for part in _chunks(batch, classes * height * width, _CHUNK_ELEMENTS):
-        double = precision == "double" or logits.dtype == torch.float64
-        yhat = _neg_log_softmax(logits[part], torch.float64 if double else torch.float32)
-        ce_part = _ce_sum(yhat, index[part], valid[part])
-        if not double and precision == "auto":
-            n_part = int(valid[part].sum())
-            if _single_error_bound(yhat, n_part, float(ce_part)) > SINGLE_PRECISION_TOLERANCE:
-                double = True
-                yhat = _neg_log_softmax(logits[part], torch.float64)
-                ce_part = _ce_sum(yhat, index[part], valid[part])
-        onehot = _one_hot(index[part], valid[part], classes, yhat.dtype)
+        exact = precision == "double" or logits.dtype == torch.float64
+        yhat = _neg_log_softmax(logits[part], torch.float64 if exact else torch.float32)
+        labels_part, valid_part = index[part], valid[part]
+        ce_part = _ce_sum(yhat, labels_part, valid_part)
+        double = exact or (
+            precision == "auto"
+            and _single_error_bound(yhat, int(valid_part.sum()), float(ce_part))
+            > SINGLE_PRECISION_TOLERANCE
+        )
         present = torch.zeros(classes, dtype=torch.bool, device=logits.device)
-        present[index[part][valid[part]]] = True
+        present[labels_part[valid_part]] = True
         for group in _chunks(classes, yhat.shape[0] * height * width, _FFT_ELEMENTS):
-            maps += _spectral_maps(yhat[:, group], onehot[:, group], present[group])
+            maps += _spectral_maps(
+                yhat[:, group], labels_part, valid_part, group, present[group], double
+            )
         ce_total += ce_part
         used.add("double" if double else "single")
-        del yhat, onehot
+        del yhat
     sums = _band_sums(maps, geometry, num_bands(height, width)).cpu()
 
     n_valid = int(valid.sum())
