@@ -17,6 +17,7 @@ processes that live less than the 0.5 s between samples). The FLOPs cache is the
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -39,6 +40,7 @@ class CpuSampler:
         self.began = time.time()
         self.first: dict[tuple[int, float], float] = {}
         self.last: dict[tuple[int, float], tuple[str, float]] = {}
+        self.idle: list[tuple[float, float]] = []  # (time, the machine's idle CPU seconds)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -61,6 +63,7 @@ class CpuSampler:
                 if key not in self.first:  # a process born since the start counts from 0
                     self.first[key] = used if key[1] < self.began else 0.0
                 self.last[key] = (self._role(process), used)
+            self.idle.append((time.time(), psutil.cpu_times().idle))
             self.stop.wait(0.5)
 
     def totals(self) -> Counter[str]:
@@ -72,8 +75,15 @@ class CpuSampler:
         return spent
 
 
-def run_demo(directory: Path, extra: list[str]) -> tuple[float, Counter[str]]:
-    """Seconds ``spectral-sweep demo --dir directory`` takes and the CPU seconds by role;
+def idle_between(samples: list[tuple[float, float]], start: float, end: float) -> float:
+    """The machine's idle CPU seconds between ``start`` and ``end`` (epoch seconds), from the
+    samples nearest to them."""
+    inside = [idle for t, idle in samples if start <= t <= end]
+    return inside[-1] - inside[0] if len(inside) > 1 else 0.0
+
+
+def run_demo(directory: Path, extra: list[str]) -> tuple[float, CpuSampler]:
+    """Seconds ``spectral-sweep demo --dir directory`` takes and its CPU sampler (stopped);
     raises if it fails."""
     command = [sys.executable, "-m", "orchestrator.cli", "demo", "--dir", str(directory), *extra]
     began = time.perf_counter()
@@ -81,11 +91,42 @@ def run_demo(directory: Path, extra: list[str]) -> tuple[float, Counter[str]]:
     sampler = CpuSampler(process.pid)
     output, _ = process.communicate()
     seconds = time.perf_counter() - began
-    spent = sampler.totals()
+    sampler.totals()  # stops it
     if process.returncode != 0:
         sys.stderr.write(output[-8000:])
         raise SystemExit(f"demo failed with exit code {process.returncode}")
-    return seconds, spent
+    return seconds, sampler
+
+
+def run_windows(directory: Path, experiments: list[str]) -> list[tuple[str, float, float]]:
+    """Each experiment's (name, first run's start, last run's end) in epoch seconds."""
+    from analysis.mlflow_runs import client_for
+    from orchestrator.uris import default_tracking_uri
+
+    client = client_for(default_tracking_uri(directory))
+    windows = []
+    for name in experiments:
+        experiment = client.get_experiment_by_name(name)
+        runs = client.search_runs([experiment.experiment_id], max_results=1000)
+        starts = [r.info.start_time for r in runs if r.info.start_time]
+        ends = [r.info.end_time for r in runs if r.info.end_time]
+        if starts and ends:
+            windows.append((name, min(starts) / 1000, max(ends) / 1000))
+    return windows
+
+
+def idle_by_phase(sampler: CpuSampler, windows: list[tuple[str, float, float]]) -> str:
+    """Idle CPU seconds before, during and between the experiments' run windows, and after."""
+    edges = [("start", sampler.began)]
+    for name, start, end in sorted(windows, key=lambda w: w[1]):
+        edges += [(f"{name} runs", start), (f"after {name}", end)]
+    edges.append(("end", sampler.idle[-1][0]))
+    parts = [
+        f"{label} {idle_between(sampler.idle, t0, t1):.0f} s ({t1 - t0:.0f} s wall)"
+        for (label, t0), (_, t1) in itertools.pairwise(edges)
+        if t1 > t0
+    ]
+    return ", ".join(parts)
 
 
 def run_counts(directory: Path, experiment: str) -> dict[str, int]:
@@ -140,9 +181,12 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
             directory = Path(args.dir).resolve() / str(i) if args.dir else Path(tmp)
             directory.mkdir(parents=True, exist_ok=True)
-            seconds, spent = run_demo(directory, ["--quiet", "--name", args.name])
+            seconds, sampler = run_demo(directory, ["--quiet", "--name", args.name])
+            spent = sampler.totals()
+            experiments = [args.name, f"{args.name}-estimate"]
             counts = run_counts(directory, args.name)
-            training = training_seconds(directory, [args.name, f"{args.name}-estimate"])
+            training = training_seconds(directory, experiments)
+            phases = idle_by_phase(sampler, run_windows(directory, experiments))
         share = training / (cpus * seconds)
         print(
             f"demo {i + 1}: {seconds:.1f} s end to end on {cpus} CPUs; training share "
@@ -151,6 +195,7 @@ def main() -> int:
             flush=True,
         )
         print(f"  {cpus} CPUs x wall: {breakdown(cpus * seconds, training, spent)}", flush=True)
+        print(f"  idle CPU seconds by phase: {phases}", flush=True)
     return 0
 
 
