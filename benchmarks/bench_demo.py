@@ -99,7 +99,8 @@ def run_demo(directory: Path, extra: list[str]) -> tuple[float, CpuSampler]:
 
 
 def run_windows(directory: Path, experiments: list[str]) -> list[tuple[str, float, float]]:
-    """Each experiment's (name, first run's start, last run's end) in epoch seconds."""
+    """Each experiment's (name, first trained run's start, last one's end) in epoch seconds
+    (trained: it logged ``train_seconds``; not the sweep's parent run or the analysis run)."""
     from analysis.mlflow_runs import client_for
     from orchestrator.uris import default_tracking_uri
 
@@ -108,6 +109,7 @@ def run_windows(directory: Path, experiments: list[str]) -> list[tuple[str, floa
     for name in experiments:
         experiment = client.get_experiment_by_name(name)
         runs = client.search_runs([experiment.experiment_id], max_results=1000)
+        runs = [r for r in runs if "train_seconds" in r.data.metrics]
         starts = [r.info.start_time for r in runs if r.info.start_time]
         ends = [r.info.end_time for r in runs if r.info.end_time]
         if starts and ends:
