@@ -24,8 +24,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -66,10 +67,10 @@ class CpuSampler:
             self.idle.append((time.time(), psutil.cpu_times().idle))
             self.stop.wait(0.5)
 
-    def totals(self) -> Counter[str]:
+    def totals(self) -> defaultdict[str, float]:
         self.stop.set()
         self.thread.join()
-        spent: Counter[str] = Counter()
+        spent: defaultdict[str, float] = defaultdict(float)
         for key, (role, used) in self.last.items():
             spent[role] += used - self.first[key]
         return spent
@@ -98,6 +99,14 @@ def run_demo(directory: Path, extra: list[str]) -> tuple[float, CpuSampler]:
     return seconds, sampler
 
 
+def experiment_id(client: Any, name: str) -> str:
+    """The id of the demo's experiment ``name``; exits when the demo did not create it."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        raise SystemExit(f"the demo left no MLflow experiment {name!r}")
+    return str(experiment.experiment_id)
+
+
 def run_windows(directory: Path, experiments: list[str]) -> list[tuple[str, float, float]]:
     """Each experiment's (name, first trained run's start, last one's end) in epoch seconds
     (trained: it logged ``train_seconds``; not the sweep's parent run or the analysis run)."""
@@ -107,11 +116,10 @@ def run_windows(directory: Path, experiments: list[str]) -> list[tuple[str, floa
     client = client_for(default_tracking_uri(directory))
     windows = []
     for name in experiments:
-        experiment = client.get_experiment_by_name(name)
-        runs = client.search_runs([experiment.experiment_id], max_results=1000)
-        runs = [r for r in runs if "train_seconds" in r.data.metrics]
-        starts = [r.info.start_time for r in runs if r.info.start_time]
-        ends = [r.info.end_time for r in runs if r.info.end_time]
+        runs = client.search_runs([experiment_id(client, name)], max_results=1000)
+        trained = [r for r in runs if "train_seconds" in r.data.metrics]
+        starts = [r.info.start_time for r in trained if r.info.start_time]
+        ends = [r.info.end_time for r in trained if r.info.end_time]
         if starts and ends:
             windows.append((name, min(starts) / 1000, max(ends) / 1000))
     return windows
@@ -149,14 +157,13 @@ def training_seconds(directory: Path, experiments: list[str]) -> float:
     client = client_for(default_tracking_uri(directory))
     total = 0.0
     for name in experiments:
-        experiment = client.get_experiment_by_name(name)
-        for run in client.search_runs([experiment.experiment_id], max_results=1000):
+        for run in client.search_runs([experiment_id(client, name)], max_results=1000):
             history = client.get_metric_history(run.info.run_id, "train_seconds")
             total += sum(m.value for m in history)
     return total
 
 
-def breakdown(capacity: float, training: float, spent: Counter[str]) -> str:
+def breakdown(capacity: float, training: float, spent: dict[str, float]) -> str:
     """``CPUs x wall`` split into training, the rest of the trial processes, the driver, Ray
     and the rest, and idle or unattributed (training is wall time inside the trials: a trial waiting for a
     core counts as training, so the split is approximate)."""

@@ -101,7 +101,10 @@ def plain_tune(root: Path, work: list[float], reports: int, slots: int) -> dict[
     began = time.perf_counter()
     grid = tuner.fit()
     wall = time.perf_counter() - began
-    return {"wall": wall, "work": [float(r.metrics["time_total_s"]) for r in grid]}
+    metrics = [grid[i].metrics for i in range(len(grid))]
+    if any(m is None for m in metrics):
+        raise SystemExit("a plain Tune trial reported nothing")
+    return {"wall": wall, "work": [float(m["time_total_s"]) for m in metrics if m is not None]}
 
 
 def main() -> int:
