@@ -10,7 +10,10 @@ the number of MLflow runs by status, and where the CPUs x wall went: the CPU tim
 trial processes (Ray's ``ray::ImplicitFunc`` actors) beyond their training, of the demo's own
 process (the driver: Tune's loop, MLflow writes, figures, analysis), of Ray's and the
 machine's other processes, and the rest (idle, or CPU the sampling missed: its own, and
-processes that live less than the 0.5 s between samples). The FLOPs cache is the user's
+processes that live less than the 0.5 s between samples). Last, the machine's idle CPU
+seconds by phase: before the first trained run, during each experiment's trained runs (first
+start to last end, from MLflow), between them and after: where the cores wait rather than
+work. The FLOPs cache is the user's
 (``trainables.flops_cache``): the first demo on a machine fills it.
 """
 
