@@ -66,12 +66,15 @@ def spectral_sweep_trial(
     """Tune's function trainable: one ``run_trial`` whose reports go to ``tune.report``.
 
     Resumes from Tune's checkpoint when there is one (a retried or restored trial), so a
-    failure costs at most one evaluation interval. Each result carries ``node_id`` (the Ray
+    failure costs at most one evaluation interval; a checkpoint of the last epoch means the
+    trial already reported its final result (it failed after it, or the driver stopped before
+    Tune saw the trial end), so it returns at once and Tune ends the trial with that result:
+    nothing is evaluated or reported twice. Each result carries ``node_id`` (the Ray
     node that ran it) for the MLflow tags. ``models``: the driver's own model registrations
     (``register_model``), registered here first; ``system_metrics``: MLflow's system metrics
     sampled during each evaluation interval and reported with it (``system/...``).
     """
-    from trainables.checkpoint import scratch_dir
+    from trainables.checkpoint import holds_last_epoch, scratch_dir
     from trainables.model_registry import MODELS
     from trainables.trial import TrialReport, run_trial
 
@@ -84,6 +87,8 @@ def spectral_sweep_trial(
         restored = tune.get_checkpoint()
         if restored is not None:
             restored.to_directory(str(local))
+            if holds_last_epoch(local, cfg):
+                return
 
         sampler = SystemMetricsSampler() if system_metrics else None
 

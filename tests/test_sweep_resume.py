@@ -1,5 +1,6 @@
 """A driver interrupted mid-sweep (Ctrl-C) and resumed: no finished trial runs again and no
-MLflow run is duplicated. Both drivers are real ``spectral-sweep`` processes."""
+MLflow run is duplicated; a trial retried from the checkpoint of its last epoch is not run
+again either. The drivers are real ``spectral-sweep`` (or API) processes."""
 
 from __future__ import annotations
 
@@ -159,3 +160,69 @@ def test_an_interrupted_optuna_sweep_resumes_its_stored_study(tmp_path: Path) ->
     trials = frame.loc[frame["tags.spectral_sweep.role"] == "trial"]
     assert len(trials) == 3 and set(trials["status"]) == {"FINISHED"}
     assert trials["tags.spectral_sweep.config_key"].is_unique
+
+
+#: A driver whose one trial fails once after its final report (in the post-hoc evaluation at
+#: LRG 3, which runs after it), so Tune retries it from its final checkpoint.
+FAILS_AFTER_ITS_LAST_REPORT = """
+import os, sys
+from pathlib import Path
+import orchestrator
+from trainables.model_registry import register_model
+from trainables.models import DAN
+
+
+class FailsOnceAtLrg3(DAN):
+    name = "fails_once_at_lrg3"
+
+    def forward(self, x):
+        flag = Path(os.environ["FAILED_ONCE_FLAG"])
+        if self.lrg == 3 and not flag.exists():
+            flag.touch()
+            raise RuntimeError("injected failure after the final report")
+        return super().forward(x)
+
+
+register_model("fails_once_at_lrg3", FailsOnceAtLrg3)
+result = orchestrator.sweep(sys.argv[1], storage=sys.argv[2], tracking_uri=sys.argv[3],
+                            quiet=True)
+print("SWEEP", result.finished, result.errored, result.interrupted)
+"""
+
+
+def test_a_trial_retried_from_its_final_checkpoint_is_not_run_again(tmp_path: Path) -> None:
+    """A trial that fails after its final report (here in the post-hoc evaluation; a killed
+    worker or a driver stopped before Tune saw the trial end does the same) is restored from
+    its final checkpoint: it ends with the result it reported, nothing is evaluated or reported
+    again, and its MLflow run holds every epoch once."""
+    import os
+
+    space = {
+        **SPACE,
+        "name": "retried",
+        "fixed": {**SPACE["fixed"], "model": "fails_once_at_lrg3", "eval_lrgs": [3]},
+        "grid": {"lrg": [9]},
+    }
+    space_file = tmp_path / "retried.yaml"
+    space_file.write_text(json.dumps(space))
+    flag = tmp_path / "failed-once"
+    uri = uris.default_tracking_uri(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", FAILS_AFTER_ITS_LAST_REPORT, str(space_file),
+         str(tmp_path / "runs"), uri],
+        cwd=tmp_path, env={**env, "FAILED_ONCE_FLAG": str(flag)}, text=True,
+        capture_output=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert flag.exists()  # the failure happened, after the final report
+    assert "SWEEP 1 0 False" in done.stdout, done.stdout[-2000:]
+    (trial_dir,) = [p for p in (tmp_path / "runs" / "retried").iterdir() if p.is_dir()]
+    reports = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+    assert [r["epoch"] for r in reports] == [0.0, 1.0]  # the final report was not made again
+    assert reports[-1]["final"] is True
+    client = store.make_client(uri)
+    runs = runs_frame(uri, "retried")
+    (run_id,) = runs.loc[runs[TRIAL_ID].notna(), "run_id"]
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run_id, "miou")] == [0, 1]

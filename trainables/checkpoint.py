@@ -196,6 +196,12 @@ def restore_training_state(
     return epoch + 1
 
 
+def holds_last_epoch(path: str | Path, cfg: TrialConfig) -> bool:
+    """Whether the checkpoint at ``path`` (a file, or a directory holding one) was written after
+    ``cfg``'s last epoch: its trial has trained, evaluated and reported everything."""
+    return int(read_checkpoint(checkpoint_file(path))["epoch"]) >= cfg.epochs - 1
+
+
 def checkpoint_init_profile(state: dict[str, Any]) -> torch.Tensor | None:
     """The init profile a checkpoint holds; None for one written before it was kept."""
     value = state.get(_INIT_PROFILE_KEY)
@@ -210,6 +216,7 @@ __all__ = [
     "checkpoint_config",
     "checkpoint_file",
     "checkpoint_init_profile",
+    "holds_last_epoch",
     "load_checkpoint",
     "read_checkpoint",
     "restore_training_state",
