@@ -70,9 +70,13 @@ class CpuSampler:
             self.idle.append((time.time(), psutil.cpu_times().idle))
             self.stop.wait(0.5)
 
-    def totals(self) -> defaultdict[str, float]:
+    def finish(self) -> None:
+        """Stop sampling (after the demo's process has ended)."""
         self.stop.set()
         self.thread.join()
+
+    def totals(self) -> defaultdict[str, float]:
+        """CPU seconds by role over the samples taken."""
         spent: defaultdict[str, float] = defaultdict(float)
         for key, (role, used) in self.last.items():
             spent[role] += used - self.first[key]
@@ -95,7 +99,7 @@ def run_demo(directory: Path, extra: list[str]) -> tuple[float, CpuSampler]:
     sampler = CpuSampler(process.pid)
     output, _ = process.communicate()
     seconds = time.perf_counter() - began
-    sampler.totals()  # stops it
+    sampler.finish()
     if process.returncode != 0:
         sys.stderr.write(output[-8000:])
         raise SystemExit(f"demo failed with exit code {process.returncode}")

@@ -101,10 +101,13 @@ def plain_tune(root: Path, work: list[float], reports: int, slots: int) -> dict[
     began = time.perf_counter()
     grid = tuner.fit()
     wall = time.perf_counter() - began
-    metrics = [grid[i].metrics for i in range(len(grid))]
-    if any(m is None for m in metrics):
-        raise SystemExit("a plain Tune trial reported nothing")
-    return {"wall": wall, "work": [float(m["time_total_s"]) for m in metrics if m is not None]}
+    work_done = []
+    for i in range(len(grid)):
+        metrics = grid[i].metrics
+        if metrics is None:
+            raise SystemExit("a plain Tune trial reported nothing")
+        work_done.append(float(metrics["time_total_s"]))
+    return {"wall": wall, "work": work_done}
 
 
 def main() -> int:

@@ -5,6 +5,7 @@ again either. The drivers are real ``spectral-sweep`` (or API) processes."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -73,9 +74,9 @@ def finished_runs(uri: str, experiment_dir: Path | None = None) -> list[str]:
 TRIAL_ID = "tags.spectral_sweep.trial_id"
 
 
-def trial_runs(uri: str) -> pd.DataFrame:
+def trial_runs(uri: str, experiment: str = "resumable") -> pd.DataFrame:
     """The sweep's trial runs (its parent run left out)."""
-    frame = runs_frame(uri, "resumable")
+    frame = runs_frame(uri, experiment)
     return frame.loc[frame[TRIAL_ID].notna()]
 
 
@@ -195,8 +196,6 @@ def test_a_trial_retried_from_its_final_checkpoint_is_not_run_again(tmp_path: Pa
     worker or a driver stopped before Tune saw the trial end does the same) is restored from
     its final checkpoint: it ends with the result it reported, nothing is evaluated or reported
     again, and its MLflow run holds every epoch once."""
-    import os
-
     space = {
         **SPACE,
         "name": "retried",
@@ -207,11 +206,12 @@ def test_a_trial_retried_from_its_final_checkpoint_is_not_run_again(tmp_path: Pa
     space_file.write_text(json.dumps(space))
     flag = tmp_path / "failed-once"
     uri = uris.default_tracking_uri(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "FAILED_ONCE_FLAG": str(flag)}
     done = subprocess.run(
         [sys.executable, "-c", FAILS_AFTER_ITS_LAST_REPORT, str(space_file),
          str(tmp_path / "runs"), uri],
-        cwd=tmp_path, env={**env, "FAILED_ONCE_FLAG": str(flag)}, text=True,
+        cwd=tmp_path, env=env, text=True,
         capture_output=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
@@ -222,7 +222,6 @@ def test_a_trial_retried_from_its_final_checkpoint_is_not_run_again(tmp_path: Pa
     assert [r["epoch"] for r in reports] == [0.0, 1.0]  # the final report was not made again
     assert reports[-1]["final"] is True
     client = store.make_client(uri)
-    runs = runs_frame(uri, "retried")
-    (run_id,) = runs.loc[runs[TRIAL_ID].notna(), "run_id"]
+    (run_id,) = trial_runs(uri, "retried")["run_id"]
     assert client.get_run(run_id).info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run_id, "miou")] == [0, 1]
