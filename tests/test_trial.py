@@ -102,6 +102,56 @@ def test_native_grid_matches_paper() -> None:
     assert native_grid_size(65) == 17
 
 
+def _weights_and_rng(model: object) -> tuple[dict[str, object], object]:
+    import torch
+
+    assert isinstance(model, torch.nn.Module)
+    return {k: v.clone() for k, v in model.state_dict().items()}, torch.get_rng_state()
+
+
+def _same(a: tuple[dict[str, object], object], b: tuple[dict[str, object], object]) -> bool:
+    import torch
+
+    weights_a, rng_a = a
+    weights_b, rng_b = b
+    return (
+        weights_a.keys() == weights_b.keys()
+        and all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)  # type: ignore[arg-type]
+        and torch.equal(rng_a, rng_b)  # type: ignore[arg-type]
+    )
+
+
+def test_a_network_copied_in_a_reused_process_is_the_one_a_build_makes() -> None:
+    """Checked against ``build_model`` called directly: a trial that finds its untrained network
+    kept by this process gets the same weights and leaves the RNG where a build leaves it, and
+    what a trial does to its copy never reaches the next one."""
+    import torch
+
+    from trainables.models import build_model
+    from trainables.trial_setup import _NETWORKS, KEPT_NETWORKS, build_network, seed_everything
+
+    cfg = TrialConfig.from_dict(tiny(model="dan", lrg=5))
+    cpu = torch.device("cpu")
+    _NETWORKS.clear()
+    seed_everything(11)
+    built = _weights_and_rng(build_model("dan", backbone="resnet18", num_classes=3))
+    seed_everything(11)
+    first = build_network(cfg, 3, cpu)  # built, and kept
+    assert _same(_weights_and_rng(first), built) and len(_NETWORKS) == 1
+    with torch.no_grad():
+        for parameter in first.parameters():
+            parameter.add_(1.0)  # the first trial trains its copy
+    seed_everything(11)
+    second = build_network(cfg, 3, cpu)  # copied
+    assert second.lrg == 5 and _same(_weights_and_rng(second), built)
+    seed_everything(12)  # another RNG state: other weights, built again
+    third = _weights_and_rng(build_network(cfg, 3, cpu))
+    assert not _same(third, built)
+    seed_everything(13)
+    build_network(cfg, 3, cpu)
+    assert len(_NETWORKS) == KEPT_NETWORKS
+
+
 @pytest.mark.slow
 def test_trial_reports_every_metric_and_is_deterministic() -> None:
     reports: list[TrialReport] = []

@@ -7,7 +7,10 @@ them in order.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import os
+from collections import OrderedDict
 from contextlib import nullcontext
 from typing import Any
 
@@ -99,18 +102,12 @@ def build_network(
     ``from_checkpoint``: a checkpoint will overwrite every weight, so pretrained weights are not
     loaded (a resumed or re-evaluated trial needs no network and no weights file).
     """
-    from trainables.models import build_model, validate_lrg
+    from trainables.models import validate_lrg
 
     pretrained: bool | str = {"false": False, "true": True}.get(cfg.pretrained, cfg.pretrained)
     if from_checkpoint:
         pretrained = False
-    model = build_model(
-        cfg.model,
-        backbone=cfg.backbone,
-        num_classes=num_classes,
-        lrg=None,
-        pretrained=pretrained,
-    )
+    model = untrained_network(cfg, num_classes, pretrained)
     native = model.native_grid(cfg.input_size)
     if native != cfg.native_lrg:
         raise InputError(
@@ -125,6 +122,49 @@ def build_network(
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+#: Untrained networks one process keeps (the most recently used) for its next trials.
+KEPT_NETWORKS = 2
+_NETWORKS: OrderedDict[tuple[Any, ...], tuple[Any, torch.Tensor]] = OrderedDict()
+
+
+def untrained_network(cfg: TrialConfig, num_classes: int, pretrained: bool | str) -> Any:
+    """The config's network with its initial weights, on the CPU, decoder grid unset.
+
+    Tune runs many trials in one worker process (``reuse_actors``), and a sweep's trials share a
+    few networks: random initial weights are a function of the constructor, backbone, class
+    count and the CPU RNG state alone, so a network this process built before for the same four
+    is copied rather than built again (a quarter of a second of a demo trial), and the RNG is
+    left where that build left it: everything after draws the same numbers as after a build.
+    Pretrained weights are read from their file each time. The kept network is never handed
+    out; its native grid at the input size is worked out once, before the copy.
+    """
+    from trainables.models import build_model, model_class
+
+    def build() -> Any:
+        return build_model(
+            cfg.model,
+            backbone=cfg.backbone,
+            num_classes=num_classes,
+            lrg=None,
+            pretrained=pretrained,
+        )
+
+    if pretrained is not False:
+        return build()
+    rng = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()
+    key = (model_class(cfg.model), cfg.backbone, num_classes, rng)
+    kept = _NETWORKS.get(key)
+    if kept is None:
+        kept = _NETWORKS[key] = (build(), torch.get_rng_state())
+        while len(_NETWORKS) > KEPT_NETWORKS:
+            _NETWORKS.popitem(last=False)
+    else:
+        _NETWORKS.move_to_end(key)
+        torch.set_rng_state(kept[1])
+    kept[0].native_grid(cfg.input_size)
+    return copy.deepcopy(kept[0])
 
 
 def build_optimizer(
@@ -221,4 +261,5 @@ __all__ = [
     "resolve_device",
     "seed_everything",
     "to_device",
+    "untrained_network",
 ]
