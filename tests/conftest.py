@@ -10,16 +10,17 @@ from typing import Any
 
 import pytest
 
-from trainables.flops_cache import CACHE_ENV
+from trainables.disk_cache import CACHE_ENV
 
-#: Tests never read or write the user's FLOPs cache (trainables.flops_cache): one folder for
-#: the session (inherited by subprocesses and Ray workers), a fresh one per test below.
+#: Tests never read or write the user's cache (trainables.disk_cache: FLOPs counts, init band
+#: profiles): one folder for the session (inherited by subprocesses and Ray workers), a fresh
+#: one per test below.
 os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="spectral-sweep-test-cache-")
 
 
 @pytest.fixture(autouse=True)
 def fresh_flops_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test starts with an empty FLOPs disk cache (and its processes share it)."""
+    """Each test starts with an empty disk cache (and its processes share it)."""
     folder = tmp_path / "flops-cache"
     monkeypatch.setenv(CACHE_ENV, str(folder))
     return folder

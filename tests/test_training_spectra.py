@@ -7,6 +7,7 @@ the checkpoint, and the report overlays it on the final profile when a reference
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import warnings
@@ -26,6 +27,8 @@ from orchestrator import store
 from trainables import run_schema
 from trainables.checkpoint import CHECKPOINT_FILE
 from trainables.config import TrialConfig
+from trainables.disk_cache import CACHE_ENV
+from trainables.init_profiles import profile_key
 from trainables.run_schema import INIT_PROFILE_COLUMN, Artifact
 from trainables.trial import TrialReport, TrialResult, run_trial
 from trainables.trial_setup import build_datasets, build_network, make_loader, seed_everything
@@ -218,3 +221,52 @@ def test_report_skips_the_figure_when_the_init_column_is_all_nan(tmp_path: Path)
     html = analyze_with_spectrum(tmp_path, frame)
     assert not (tmp_path / "out" / "figures" / "training_spectra.png").exists()
     assert html.count("<img") == 6
+
+
+def _init(result: TrialResult) -> np.ndarray:
+    return np.asarray(result.reports[-1].spectrum[INIT].to_numpy(), dtype=float)
+
+
+@pytest.mark.slow
+def test_an_init_profile_is_made_once_per_network_data_and_lrg(
+    fresh_flops_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trials that differ only in what training uses share their untrained network's profile:
+    the first stores it, the next reads the stored file (a changed file comes back), and each
+    trains exactly as without the cache."""
+    folder = fresh_flops_cache / "init-profiles"
+    monkeypatch.setenv(CACHE_ENV, "off")
+    alone = run_trial(tiny(epochs=1, lrg=5))
+    assert not folder.exists()
+    # the pass itself, checked by F.cross_entropy: Parseval on the untrained model
+    assert _init(alone).sum() == pytest.approx(untrained_ce(tiny(epochs=1, lrg=5)), rel=1e-6)
+    monkeypatch.setenv(CACHE_ENV, str(fresh_flops_cache))
+    first = run_trial(tiny(epochs=1, lrg=5, prune_rate=0.3, lr=0.02, annotation_nu_max=2))
+    files = sorted(folder.glob("*.json"))
+    assert len(files) == 1 and np.array_equal(_init(first), _init(alone))
+    stored = json.loads(files[0].read_text())
+    files[0].write_text(json.dumps([2 * v for v in stored]))
+    second = run_trial(tiny(epochs=1, lrg=5))
+    assert np.array_equal(_init(second), 2 * _init(alone))  # read, not made again
+    for key, value in alone.metrics.items():
+        if key not in ("epoch_seconds", "train_seconds"):
+            assert second.metrics[key] == value, key
+    run_trial(tiny(epochs=1, lrg=7))  # another LRG: another pass
+    run_trial(tiny(epochs=1, lrg=5, seed=4))  # another seed: other weights
+    assert len(list(folder.glob("*.json"))) == 3
+
+
+def test_init_profiles_are_kept_only_where_the_name_fixes_them() -> None:
+    cpu = torch.device("cpu")
+    network = ("constructor", "resnet18", 3, "rng")
+    cfg = TrialConfig.from_dict(tiny(lrg=5))
+    assert profile_key(cfg, network, cpu) is not None
+    assert profile_key(cfg, None, cpu) is None  # pretrained weights: read from a file
+    on_disk = TrialConfig.from_dict(tiny(dataset="voc", data_root="/data/voc", num_classes=21))
+    assert profile_key(on_disk, network, cpu) is None  # files may change under the same path
+    same = TrialConfig.from_dict(tiny(lrg=5, prune_rate=0.4, epochs=7, eval_lrgs=(3,)))
+    assert profile_key(same, network, cpu) == profile_key(cfg, network, cpu)
+    for other in (tiny(lrg=7), tiny(lrg=5, batch_size=2), tiny(lrg=5, eval_length=8)):
+        assert profile_key(TrialConfig.from_dict(other), network, cpu) != profile_key(
+            cfg, network, cpu
+        )

@@ -5,30 +5,26 @@ network, about a minute for ResNet-101 at 513. A count depends only on its key (
 backbone, classes, output stride, prune rates, input size, convention, LRG) and on the code
 that builds and counts networks, so each count is stored once as a small JSON file named by
 the hash of its key and of that code (:func:`code_version`): a changed model or counting rule
-is a new key, never a stale figure. Writers write a temporary file and rename it over the
-target (atomic on POSIX), so concurrent trials never read half a file; two writers of one key
-write the same figures.
-
-Where: ``$SPECTRAL_SWEEP_CACHE`` (tests point it at a temporary folder), else
-``$XDG_CACHE_HOME/spectral-sweep``, else ``~/.cache/spectral-sweep``; files under ``flops/``.
-``SPECTRAL_SWEEP_CACHE=off`` turns the disk cache off.
+is a new key, never a stale figure. Files are under ``flops/`` of the user's cache folder,
+written atomically (:mod:`trainables.disk_cache`: where it is, how to turn it off).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import hashlib
-import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from importlib import metadata, util
 from pathlib import Path
 from typing import Any
 
-#: Environment variable naming the cache folder ("off": no disk cache).
-CACHE_ENV = "SPECTRAL_SWEEP_CACHE"
+from trainables.disk_cache import (
+    CACHE_ENV,
+    cache_folder,
+    key_path,
+    read_json,
+    source_version,
+    write_json,
+)
+
 #: Bump when a count's meaning changes in a way the source hash cannot see.
 FORMAT = 1
 #: Modules whose source decides a count (their files are hashed).
@@ -109,41 +105,18 @@ def cached_gflops(
 
 def cache_dir() -> Path | None:
     """The FLOPs cache folder (not created here), or None when turned off."""
-    value = os.environ.get(CACHE_ENV, "")
-    if value.lower() == "off":
-        return None
-    if value:
-        return Path(value).expanduser() / "flops"
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "spectral-sweep" / "flops"
-
-
-def _sources(module: str) -> list[Path]:
-    spec = util.find_spec(module)
-    if spec is None or spec.origin is None:
-        return []
-    origin = Path(spec.origin)
-    if origin.name == "__init__.py":
-        return sorted(origin.parent.rglob("*.py"))
-    return [origin]
+    return cache_folder("flops")
 
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """A hash of the counting code and of the fvcore and torch versions."""
-    digest = hashlib.sha256(f"format {FORMAT}".encode())
-    for module in _COUNTING_MODULES:
-        for path in _sources(module):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
-    for dist in ("fvcore", "torch", "timm"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            digest.update(f"{dist}=={metadata.version(dist)}".encode())
-    return digest.hexdigest()[:16]
+    return source_version(_COUNTING_MODULES, ("fvcore", "torch", "timm"), FORMAT)
 
 
 def _model_identity(model: str) -> str:
-    """Where a model's class lives, so a registered model of the same name is its own key."""
+    """Where a model's constructor lives, so a registered model of the same name is its own
+    key."""
     from trainables.model_registry import MODELS
 
     entry = MODELS.get(model)
@@ -153,41 +126,20 @@ def _model_identity(model: str) -> str:
 
 
 def _path(key: tuple[Any, ...]) -> Path | None:
-    folder = cache_dir()
-    if folder is None:
-        return None
-    text = json.dumps([*key, _model_identity(str(key[0])), code_version()], default=str)
-    return folder / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
+    return key_path(cache_dir(), [*key, _model_identity(str(key[0])), code_version()])
 
 
 def load(key: tuple[Any, ...]) -> dict[str, Any] | None:
     """The stored report of ``key`` (a dict of FlopsReport fields), or None."""
-    path = _path(key)
-    if path is None or not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # unreadable: counted again and rewritten
+    data = read_json(_path(key))
     report = data.get("report") if isinstance(data, dict) else None
     return report if isinstance(report, dict) else None
 
 
 def store(key: tuple[Any, ...], report: Mapping[str, Any]) -> None:
     """Write ``report`` for ``key`` atomically; a cache that cannot be written is skipped."""
-    path = _path(key)
-    if path is None:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = json.dumps({"key": [str(k) for k in key], "report": dict(report)})
-        fd, tmp = tempfile.mkstemp(prefix=".flops-", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(payload)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError, UnboundLocalError):
-            os.unlink(tmp)
+    payload = {"key": [str(k) for k in key], "report": dict(report)}
+    write_json(_path(key), payload, temporary_prefix=".flops-")
 
 
 __all__ = [

@@ -5,7 +5,8 @@
 (:mod:`trainables.summary`) and checkpoints (:mod:`trainables.checkpoint`). It is plain PyTorch:
 the orchestrator calls it inside a Ray Tune trial, ``spectral-sweep train`` calls it directly.
 Before the first epoch a trial evaluates the CE band profile of its untrained model (spectrum
-only); every report's spectrum carries it as column ``band_profile_init`` beside the final one.
+only; once per untrained network, data and LRG: :mod:`trainables.init_profiles`); every
+report's spectrum carries it as column ``band_profile_init`` beside the final one.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ from trainables.trial_setup import (
     build_network,
     build_optimizer,
     build_pruner,
+    initial_weights,
     make_loader,
+    network_key,
     resolve_device,
     seed_everything,
     to_device,
@@ -175,19 +178,32 @@ def evaluate_spectrum(
 
 
 def initial_band_profile(
-    model: nn.Module, loader: Batches, cfg: TrialConfig, device: torch.device
+    model: nn.Module,
+    loader: Batches,
+    cfg: TrialConfig,
+    device: torch.device,
+    network: tuple[Any, ...] | None = None,
 ) -> torch.Tensor:
     """``L_ce[k]`` of the untrained model (paper Fig. 1, "init"): one spectrum-only pass over the
     evaluation set at the evaluation LRG, like the final spectrum. The CPU RNG is restored after
     it (a loader given without its own generator draws a seed from it), so training is the same
-    as without this pass."""
+    as without this pass. ``network``: the model's ``trial_setup.network_key``; with it, a
+    profile another trial already made is read from the cache (``trainables.init_profiles``)."""
+    from trainables import init_profiles
+
+    key = init_profiles.profile_key(cfg, network, device)
+    stored = init_profiles.load(key)
+    if stored is not None:
+        return stored
     with torch.random.fork_rng(devices=[]):
         model.lrg = cfg.lrg  # type: ignore[assignment]  # evaluated where the final one is
         try:
             spectrum = evaluate_spectrum(model, loader, cfg, device)
         finally:
             model.lrg = cfg.train_lrg  # type: ignore[assignment]
-    return spectrum.band_profile.detach().to("cpu", torch.float64)
+    profile = spectrum.band_profile.detach().to("cpu", torch.float64)
+    init_profiles.store(key, profile)
+    return profile
 
 
 def evaluate_at(
@@ -245,6 +261,7 @@ def run_trial(
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     train_set, eval_set, num_classes = build_datasets(cfg)
+    network = network_key(cfg, num_classes, initial_weights(cfg, from_checkpoint=resuming))
     model = build_network(cfg, num_classes, device, from_checkpoint=resuming)
     train_loader = make_loader(train_set, cfg, train=True, device=device)
     eval_loader = make_loader(eval_set, cfg, train=False, device=device)
@@ -258,7 +275,7 @@ def run_trial(
         start = restore_training_state(state, optimizer, scheduler, cfg)
         init_profile = checkpoint_init_profile(state)  # never recomputed from trained weights
     else:
-        init_profile = initial_band_profile(model, eval_loader, cfg, device)
+        init_profile = initial_band_profile(model, eval_loader, cfg, device, network)
 
     result = TrialResult(config=cfg, metrics={})
     eval_epochs = evaluation_epochs(cfg)

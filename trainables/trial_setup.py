@@ -104,10 +104,9 @@ def build_network(
     """
     from trainables.models import validate_lrg
 
-    pretrained: bool | str = {"false": False, "true": True}.get(cfg.pretrained, cfg.pretrained)
-    if from_checkpoint:
-        pretrained = False
-    model = untrained_network(cfg, num_classes, pretrained)
+    model = untrained_network(
+        cfg, num_classes, initial_weights(cfg, from_checkpoint=from_checkpoint)
+    )
     native = model.native_grid(cfg.input_size)
     if native != cfg.native_lrg:
         raise InputError(
@@ -124,6 +123,27 @@ def build_network(
     return model
 
 
+def initial_weights(cfg: TrialConfig, *, from_checkpoint: bool = False) -> bool | str:
+    """Where a network's first weights come from: False (random, also when a checkpoint will
+    overwrite them), True (timm hub) or a weights file."""
+    if from_checkpoint:
+        return False
+    return {"false": False, "true": True}.get(cfg.pretrained, cfg.pretrained)
+
+
+def network_key(
+    cfg: TrialConfig, num_classes: int, pretrained: bool | str
+) -> tuple[Any, str, int, str] | None:
+    """What decides a randomly initialised network's weights: its constructor, backbone, class
+    count and the CPU RNG state now (a digest); None for pretrained weights."""
+    from trainables.models import model_class
+
+    if pretrained is not False:
+        return None
+    rng = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()
+    return (model_class(cfg.model), cfg.backbone, num_classes, rng)
+
+
 #: Untrained networks one process keeps (the most recently used) for its next trials.
 KEPT_NETWORKS = 2
 _NETWORKS: OrderedDict[tuple[Any, ...], tuple[Any, torch.Tensor]] = OrderedDict()
@@ -133,31 +153,24 @@ def untrained_network(cfg: TrialConfig, num_classes: int, pretrained: bool | str
     """The config's network with its initial weights, on the CPU, decoder grid unset.
 
     Tune runs many trials in one worker process (``reuse_actors``), and a sweep's trials share a
-    few networks: random initial weights are a function of the constructor, backbone, class
-    count and the CPU RNG state alone, so a network this process built before for the same four
-    is copied rather than built again (a quarter of a second of a demo trial), and the RNG is
-    left where that build left it: everything after draws the same numbers as after a build.
-    Pretrained weights are read from their file each time. The kept network is never handed
-    out; its native grid at the input size is worked out once, before the copy.
+    few networks: random initial weights are a function of :func:`network_key` alone, so a
+    network this process built before for the same key is copied rather than built again (a
+    quarter of a second of a demo trial), and the RNG is left where that build left it:
+    everything after draws the same numbers as after a build. Pretrained weights are read from
+    their file each time. The kept network is never handed out; its native grid at the input
+    size is worked out once, before the copy.
     """
-    from trainables.models import build_model, model_class
+    from trainables.models import build_model
 
-    def build() -> Any:
+    key = network_key(cfg, num_classes, pretrained)
+    if key is None:
         return build_model(
-            cfg.model,
-            backbone=cfg.backbone,
-            num_classes=num_classes,
-            lrg=None,
-            pretrained=pretrained,
+            cfg.model, backbone=cfg.backbone, num_classes=num_classes, pretrained=pretrained
         )
-
-    if pretrained is not False:
-        return build()
-    rng = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()
-    key = (model_class(cfg.model), cfg.backbone, num_classes, rng)
     kept = _NETWORKS.get(key)
     if kept is None:
-        kept = _NETWORKS[key] = (build(), torch.get_rng_state())
+        built = build_model(cfg.model, backbone=cfg.backbone, num_classes=num_classes)
+        kept = _NETWORKS[key] = (built, torch.get_rng_state())
         while len(_NETWORKS) > KEPT_NETWORKS:
             _NETWORKS.popitem(last=False)
     else:
@@ -256,8 +269,10 @@ __all__ = [
     "build_network",
     "build_optimizer",
     "build_pruner",
+    "initial_weights",
     "loader_workers",
     "make_loader",
+    "network_key",
     "resolve_device",
     "seed_everything",
     "to_device",
