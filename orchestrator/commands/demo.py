@@ -328,6 +328,9 @@ def run(args: argparse.Namespace) -> int:
     if estimate.interrupted:
         print(f"demo interrupted; continue it with: {again}", file=sys.stderr)
         return 130
+    from orchestrator.tune import stop_local_ray
+
+    stop_local_ray()  # no more trials: Ray ends while the analysis runs
     result = analyze_sweep(directory, name)
     verdict = print_verdict(exhaustive, estimate, result)
     write_report(directory, name, result, verdict)
