@@ -64,12 +64,12 @@ def source_version(modules: Iterable[str], dists: Iterable[str], fmt: int) -> st
     return digest.hexdigest()[:16]
 
 
-def key_path(folder: Path | None, key: Any, prefix: str = "") -> Path | None:
+def key_path(folder: Path | None, key: Any) -> Path | None:
     """The file of ``key`` (JSON-serialisable, ``str`` for the rest) in ``folder``."""
     if folder is None:
         return None
     text = json.dumps(key, default=str)
-    return folder / f"{prefix}{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
+    return folder / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
 
 
 def read_json(path: Path | None) -> Any:
