@@ -114,17 +114,25 @@ def experiment_id(client: Any, name: str) -> str:
     return str(experiment.experiment_id)
 
 
-def run_windows(directory: Path, experiments: list[str]) -> list[tuple[str, float, float]]:
-    """Each experiment's (name, first trained run's start, last one's end) in epoch seconds
-    (trained: it logged ``train_seconds``; not the sweep's parent run or the analysis run)."""
+def demo_runs(directory: Path, experiments: list[str]) -> tuple[Any, dict[str, list[Any]]]:
+    """A client of the demo's store and the trained runs of each experiment (trained: it
+    logged ``train_seconds``; not the sweep's parent run, a prediction or the analysis run),
+    read once for the figures below."""
     from analysis.mlflow_runs import client_for
     from orchestrator.uris import default_tracking_uri
 
     client = client_for(default_tracking_uri(directory))
-    windows = []
+    runs = {}
     for name in experiments:
-        runs = client.search_runs([experiment_id(client, name)], max_results=1000)
-        trained = [r for r in runs if "train_seconds" in r.data.metrics]
+        found = client.search_runs([experiment_id(client, name)], max_results=1000)
+        runs[name] = [r for r in found if "train_seconds" in r.data.metrics]
+    return client, runs
+
+
+def run_windows(runs: dict[str, list[Any]]) -> list[tuple[str, float, float]]:
+    """Each experiment's (name, first trained run's start, last one's end) in epoch seconds."""
+    windows = []
+    for name, trained in runs.items():
         starts = [r.info.start_time for r in trained if r.info.start_time]
         ends = [r.info.end_time for r in trained if r.info.end_time]
         if starts and ends:
@@ -155,16 +163,12 @@ def run_counts(directory: Path, experiment: str) -> dict[str, int]:
     return {str(k): int(v) for k, v in frame["status"].value_counts().items()}
 
 
-def training_seconds(directory: Path, experiments: list[str]) -> float:
+def training_seconds(client: Any, runs: dict[str, list[Any]]) -> float:
     """Summed training seconds (metric ``train_seconds``: the training time each report
     covers) of every trained run of the demo's experiments."""
-    from analysis.mlflow_runs import client_for
-    from orchestrator.uris import default_tracking_uri
-
-    client = client_for(default_tracking_uri(directory))
     total = 0.0
-    for name in experiments:
-        for run in client.search_runs([experiment_id(client, name)], max_results=1000):
+    for trained in runs.values():
+        for run in trained:
             history = client.get_metric_history(run.info.run_id, "train_seconds")
             total += sum(m.value for m in history)
     return total
@@ -201,8 +205,9 @@ def main() -> int:
             spent = sampler.totals()
             experiments = [args.name, f"{args.name}-estimate"]
             counts = run_counts(directory, args.name)
-            training = training_seconds(directory, experiments)
-            phases = idle_by_phase(sampler, run_windows(directory, experiments))
+            client, runs = demo_runs(directory, experiments)
+            training = training_seconds(client, runs)
+            phases = idle_by_phase(sampler, run_windows(runs))
         share = training / (cpus * seconds)
         print(
             f"demo {i + 1}: {seconds:.1f} s end to end on {cpus} CPUs; training share "
