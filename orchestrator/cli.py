@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import NoReturn
 
+from orchestrator.process_gc import configure_process
 from trainables.errors import InputError
 
 #: Sub-commands in the order ``--help`` lists them; each is ``orchestrator.commands.<name>``.
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns the process exit code."""
+    configure_process()  # before the command's heavy imports: orchestrator.process_gc
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # `sweep --config` re-parses it
     try:

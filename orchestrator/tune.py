@@ -14,6 +14,7 @@ so ``spectral-sweep --help``, ``spaces`` and ``sweep --dry-run`` never load Ray.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import tempfile
@@ -32,6 +33,7 @@ from orchestrator.ledger import SCHEDULER_STOPS, TrialLedger
 from orchestrator.mlflow_callback import ACTIVE, MlflowTrackingCallback
 from orchestrator.optuna_study import prepare_study, record_front, sweep_points
 from orchestrator.param_space import OptunaSpace, complete_configs, grid_param_space, max_epochs
+from orchestrator.process_gc import configure_process
 from orchestrator.reconcile import reconcile
 from orchestrator.settings import SweepOutcome, SweepSettings, save_settings
 from orchestrator.sweep_run import close_parent_run, open_parent_run
@@ -75,6 +77,7 @@ def spectral_sweep_trial(
     (``register_model``), registered here first; ``system_metrics``: MLflow's system metrics
     sampled during each evaluation interval and reported with it (``system/...``).
     """
+    configure_process()  # a worker's first trial: before torch and timm are imported
     from trainables.checkpoint import holds_last_epoch, scratch_dir
     from trainables.model_registry import MODELS
     from trainables.trial import TrialReport, run_trial
@@ -150,6 +153,7 @@ def init_ray(address: str | None) -> None:
         return
     try:
         if address is None:
+            import_in_background(IMPORTED_WHILE_RAY_STARTS)
             ray.init(
                 address="local",  # embedded, even where RAY_ADDRESS names a cluster
                 num_cpus=os.cpu_count(),
@@ -161,6 +165,28 @@ def init_ray(address: str | None) -> None:
             ray.init(address=address)
     except ConnectionError as err:
         raise InputError(f"cannot connect to Ray at {address!r}: {err}") from None
+
+
+#: Modules the driver imports before the first trial (Tune's TensorBoard logger imports
+#: ``tensorboardX``, and with it torch: 1.3 s), imported in a thread while a local Ray starts
+#: (about 3 s, mostly waiting for Ray's processes) instead of after it.
+IMPORTED_WHILE_RAY_STARTS = ("tensorboardX",)
+
+
+def import_in_background(names: tuple[str, ...]) -> threading.Thread:
+    """Import ``names`` in a daemon thread (a missing one is skipped: whoever needs it reports
+    it); a thread that imports one of them meanwhile waits for this import to finish."""
+
+    def run() -> None:
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                continue
+
+    thread = threading.Thread(target=run, name="import-while-ray-starts", daemon=True)
+    thread.start()
+    return thread
 
 
 def stop_local_ray() -> threading.Thread | None:
