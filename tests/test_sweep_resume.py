@@ -219,9 +219,14 @@ def test_a_trial_retried_from_its_final_checkpoint_is_not_run_again(tmp_path: Pa
     assert "SWEEP 1 0 False" in done.stdout, done.stdout[-2000:]
     (trial_dir,) = [p for p in (tmp_path / "runs" / "retried").iterdir() if p.is_dir()]
     reports = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
-    assert [r["epoch"] for r in reports] == [0.0, 1.0]  # the final report was not made again
-    assert reports[-1]["final"] is True
+    # Tune's own log: no epoch twice. It may lack the final line: when a trial that has a
+    # checkpoint restarts, Tune's JSON logger copies result.json back from storage, and the
+    # sync that carries the final line there runs in the background (seen once in CI)
+    epochs = [r["epoch"] for r in reports]
+    assert epochs in ([0.0, 1.0], [0.0]), epochs
+    assert all(r["final"] is (r["epoch"] == 1.0) for r in reports)
     client = store.make_client(uri)
     (run_id,) = trial_runs(uri, "retried")["run_id"]
     assert client.get_run(run_id).info.status == "FINISHED"
+    # the project's record: every epoch once, the final report was not made again
     assert [m.step for m in client.get_metric_history(run_id, "miou")] == [0, 1]
