@@ -31,7 +31,11 @@ SPACE = {
         "batch_size": 4,
         "epochs": 2,
         "lr": 0.01,
-        "train_length": 8,
+        # long enough that Ctrl-C, sent when a first run has FINISHED, lands while the next
+        # trial trains: sent just as a trial reports its last epoch, Tune may save a state
+        # without that trial's last checkpoint and train the epoch again on --resume (MLflow
+        # still holds it once); with 8 images a trial lasted about as long as one poll
+        "train_length": 48,
         "eval_length": 4,
         "device": "cpu",
     },
@@ -100,7 +104,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path: P
     while not finished_runs(uri, tmp_path / "runs" / "resumable"):
         assert driver.poll() is None, driver.communicate()
         assert time.monotonic() < deadline, "no trial finished in time"
-        time.sleep(1)
+        time.sleep(0.2)
     driver.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state and stops
     out, err = driver.communicate(timeout=120)
     assert driver.returncode == 130, out + err
