@@ -33,15 +33,13 @@ import gc
 GEN0_THRESHOLD = 50_000
 DEFAULT_THRESHOLDS = (700, 10, 10)
 
-_CONFIGURED: list[bool] = []  # once per process
-
 
 def configure_process() -> bool:
     """Raise the collector's first threshold and freeze the heap at exit, once per process;
-    whether this call changed anything (False: done before, or the thresholds are the user's)."""
-    if _CONFIGURED or gc.get_threshold() != DEFAULT_THRESHOLDS:
+    whether this call changed anything (False: done before, or the thresholds are the user's:
+    either way they are no longer CPython's defaults)."""
+    if gc.get_threshold() != DEFAULT_THRESHOLDS:
         return False
-    _CONFIGURED.append(True)
     gc.set_threshold(GEN0_THRESHOLD, *DEFAULT_THRESHOLDS[1:])
     atexit.register(gc.freeze)  # exit handlers run last-registered first
     return True
