@@ -329,7 +329,7 @@ def _copy_artifacts(checkpoint: Any, with_model: bool = False) -> Path | None:
     if checkpoint is None:
         return None
     target = Path(tempfile.mkdtemp(prefix="spectral-sweep-artifacts-"))
-    names = [Artifact.SPECTRUM_CSV, Artifact.PER_CLASS_IOU_JSON]
+    names = list(store.TRIAL_ARTIFACTS)
     if with_model:
         names.append(Artifact.CHECKPOINT_PT)
     with checkpoint.as_directory() as directory:

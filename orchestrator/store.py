@@ -10,7 +10,8 @@ The names written (tags, roles, params, metrics, artifacts) are :mod:`trainables
 - params = :func:`trainables.run_schema.to_params` of the trial's ``TrialConfig``;
 - metrics = ``TrialReport.metrics`` per evaluation, step = epoch;
 - artifacts ``spectrum.csv`` (the report's spectrum frame as is, ``band_profile_init``
-  included), ``spectrum.png`` and ``per_class_iou.json`` of the final evaluation.
+  included), ``spectrum.png`` and ``per_class_iou.json`` of the final evaluation; with
+  ``eval_lrgs``, ``posthoc.csv`` (a row per LRG) beside the metrics ``posthoc/lrg_{S}/...``.
 
 During a sweep the only writer is the driver (:class:`orchestrator.mlflow_callback.
 MlflowTrackingCallback`), so trials never contend on a SQLite file; writes still retry on
@@ -32,9 +33,11 @@ from orchestrator.uris import artifact_location, sqlite_path
 from trainables.errors import InputError
 from trainables.run_schema import (
     MODEL_TRAINING_KIND,
+    POSTHOC_METRICS,
     ROLES,
     STRATEGIES,
     Artifact,
+    Metric,
     MlflowTag,
     Role,
     Strategy,
@@ -214,10 +217,10 @@ def log_metrics(
 ) -> None:
     """Log one evaluation's metrics at ``step`` (the epoch). ``timestamp`` (ms): when it was
     measured; a retried write sends the same rows, which the store keeps once."""
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric as MlflowMetric
 
     now = timestamp if timestamp is not None else int(time.time() * 1000)
-    items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    items = [MlflowMetric(k, float(v), now, step) for k, v in metrics.items()]
     for i in range(0, len(items), _METRICS_PER_BATCH):
         chunk = items[i : i + _METRICS_PER_BATCH]
         retry_locked(lambda chunk=chunk: client.log_batch(run_id, metrics=chunk))  # type: ignore[misc]
@@ -261,8 +264,6 @@ def start_trial_run(
 def last_logged_epoch(client: MlflowClient, run_id: str) -> int:
     """The highest epoch a run holds (its ``epoch`` metric's latest value), -1 for none: a
     reopened run logs only epochs above it."""
-    from trainables.run_schema import Metric
-
     run = retry_locked(lambda: client.get_run(run_id))
     value = run.data.metrics.get(Metric.EPOCH)
     return int(value) if value is not None and math.isfinite(value) else -1
@@ -320,13 +321,22 @@ def log_plan_artifact(
     retry_locked(lambda: client.log_dict(run_id, dict(plan), name))
 
 
+#: The files of a trial's checkpoint that are logged to its run (``write_trial_artifacts``).
+TRIAL_ARTIFACTS = (Artifact.SPECTRUM_CSV, Artifact.PER_CLASS_IOU_JSON, Artifact.POSTHOC_CSV)
+
+
 def write_trial_artifacts(
-    directory: str | Path, spectrum: pd.DataFrame | None, per_class_iou: Sequence[float]
+    directory: str | Path,
+    spectrum: pd.DataFrame | None,
+    per_class_iou: Sequence[float],
+    posthoc: Mapping[int, Mapping[str, float]] | None = None,
 ) -> None:
-    """Write ``spectrum.csv`` and ``per_class_iou.json`` (NaN -> null) into ``directory``.
+    """Write ``spectrum.csv``, ``per_class_iou.json`` (NaN -> null) and, when there are post-hoc
+    evaluations (``{lrg: metrics}``), ``posthoc.csv`` into ``directory``.
 
     ``spectrum.csv`` keeps every column of ``spectrum`` (``band_profile_init`` included; its NaN
-    bands are written empty and read back as NaN).
+    bands are written empty and read back as NaN). ``posthoc.csv``: ``lrg`` then
+    ``POSTHOC_METRICS``, a row per LRG in the order evaluated.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -336,13 +346,20 @@ def write_trial_artifacts(
     (directory / Artifact.PER_CLASS_IOU_JSON).write_text(
         json.dumps(values) + "\n", encoding="utf-8"
     )
+    if posthoc:
+        import pandas as pd
+
+        rows = [{**values, Metric.LRG: int(lrg)} for lrg, values in posthoc.items()]
+        frame = pd.DataFrame(rows).reindex(columns=[Metric.LRG, *POSTHOC_METRICS])
+        frame.to_csv(directory / Artifact.POSTHOC_CSV, index=False)
 
 
 def log_trial_artifacts(client: MlflowClient, run_id: str, directory: str | Path) -> list[str]:
-    """Log spectrum.csv, per_class_iou.json (those present) and a spectrum.png drawn from the CSV."""
+    """Log spectrum.csv, per_class_iou.json, posthoc.csv (those present) and a spectrum.png
+    drawn from the CSV."""
     directory = Path(directory)
     logged = []
-    for name in (Artifact.SPECTRUM_CSV, Artifact.PER_CLASS_IOU_JSON):
+    for name in TRIAL_ARTIFACTS:
         path = directory / name
         if path.exists():
             retry_locked(lambda path=path: client.log_artifact(run_id, str(path)))  # type: ignore[misc]
@@ -364,6 +381,7 @@ def log_trial_artifacts(client: MlflowClient, run_id: str, directory: str | Path
 
 
 __all__ = [
+    "TRIAL_ARTIFACTS",
     "end_trial_run",
     "ensure_experiment",
     "error_tags",

@@ -42,7 +42,7 @@ from orchestrator.uris import is_local_uri
 from search_spaces import SearchSpace
 from trainables.config import TrialConfig
 from trainables.errors import InputError
-from trainables.run_schema import Metric, MlflowTag
+from trainables.run_schema import Metric, MlflowTag, posthoc_metrics
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +102,11 @@ def spectral_sweep_trial(
                 metrics.update(sampler.take())
             metrics["node_id"] = node_id
             metrics["final"] = report.final  # the trial's last epoch (orchestrator.ledger)
+            metrics.update(posthoc_metrics(report.posthoc))  # eval_lrgs, on the final report
             checkpoint = None
             if report.checkpoint_path is not None:
                 store.write_trial_artifacts(
-                    report.checkpoint_path, report.spectrum, report.per_class_iou
+                    report.checkpoint_path, report.spectrum, report.per_class_iou, report.posthoc
                 )
                 checkpoint = tune.Checkpoint.from_directory(str(report.checkpoint_path))
             tune.report(metrics, checkpoint=checkpoint)

@@ -20,7 +20,7 @@ from orchestrator import store, uris
 from orchestrator.mlflow_callback import numeric_metrics
 from trainables.config import TrialConfig
 from trainables.errors import InputError
-from trainables.run_schema import Tag, to_params
+from trainables.run_schema import Tag, posthoc_metrics, to_params
 from trainables.trial import TrialReport
 
 CONFIG = TrialConfig(
@@ -64,7 +64,8 @@ def log_run(
     for r in reports:
         store.log_metrics(client, run_id, numeric_metrics(r.metrics), step=int(r.epoch))
     with tempfile.TemporaryDirectory() as tmp:
-        store.write_trial_artifacts(tmp, reports[-1].spectrum, reports[-1].per_class_iou)
+        last = reports[-1]
+        store.write_trial_artifacts(tmp, last.spectrum, last.per_class_iou, last.posthoc)
         store.log_trial_artifacts(client, run_id, tmp)
     store.end_trial_run(client, run_id, "FINISHED")
     return run_id
@@ -125,6 +126,32 @@ def test_a_trial_run_writes_the_schema(uri: str, tmp_path: Path) -> None:
     db = uris.sqlite_path(uri)
     assert db is not None
     assert run.info.artifact_uri.startswith((db.parent / "mlartifacts" / "schema").as_uri())
+
+
+def test_posthoc_evaluations_are_logged_as_a_table_and_metrics(uri: str, tmp_path: Path) -> None:
+    """``eval_lrgs``: the final model at each LRG as ``posthoc.csv`` (a row per LRG, in the
+    order evaluated) and as ``posthoc/lrg_{S}/...`` metrics of the final step."""
+    posthoc = {
+        5: {"miou": 0.5, "boundary_iou": 0.25, "gflops": 0.08, "fpi": 0.16, "r_ce_lrg": 0.1},
+        3: {"miou": 0.375, "boundary_iou": 0.125, "gflops": 0.06, "fpi": 0.16, "r_ce_lrg": 0.3},
+    }
+    assert posthoc_metrics(posthoc)["posthoc/lrg_3/miou"] == 0.375
+    assert len(posthoc_metrics(posthoc)) == 10  # five reported metrics at two LRGs
+    final = dataclasses.replace(report(1, 0.6, True), posthoc=posthoc)
+    final.metrics.update(posthoc_metrics(posthoc))
+    run_id = log_run(uri, "posthoc", "t-p", CONFIG, [report(0, 0.4, False), final], tags={})
+
+    client = store.make_client(uri)
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert artifacts == {"spectrum.csv", "spectrum.png", "per_class_iou.json", "posthoc.csv"}
+    table = pd.read_csv(client.download_artifacts(run_id, "posthoc.csv", str(tmp_path)))
+    assert list(table.columns) == [
+        "lrg", "miou", "boundary_iou", "pixel_acc", "loss", "gflops", "fpi", "r_ce_lrg"
+    ]  # fmt: skip
+    assert table["lrg"].tolist() == [5, 3] and table["miou"].tolist() == [0.5, 0.375]
+    assert table["pixel_acc"].isna().all()  # not measured: empty, not made up
+    history = client.get_metric_history(run_id, "posthoc/lrg_5/boundary_iou")
+    assert [(m.step, m.value) for m in history] == [(1, 0.25)]
 
 
 def test_a_finished_trial_is_not_logged_twice(uri: str) -> None:

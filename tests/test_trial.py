@@ -244,9 +244,13 @@ def test_blockwise_training_and_posthoc_truncation(tmp_path: object) -> None:
     from pathlib import Path
 
     ckpt = Path(str(tmp_path))
-    result = run_trial(tiny(epochs=1, annotation_nu_max=2, eval_lrgs=[3, 5]), checkpoint_dir=ckpt)
+    reports: list[TrialReport] = []
+    cfg = tiny(epochs=2, eval_every=1, annotation_nu_max=2, eval_lrgs=[3, 5])
+    result = run_trial(cfg, report=reports.append, checkpoint_dir=ckpt)
     assert "r_ce_annotation" in result.metrics
     assert set(result.posthoc) == {3, 5}
+    # the post-hoc evaluation travels with the final report (Tune and MLflow get it there)
+    assert [r.posthoc for r in reports] == [{}, result.posthoc] and reports[-1].final
     assert result.posthoc[3]["gflops"] < result.posthoc[5]["gflops"]
     again = evaluate_checkpoint(ckpt, [3, 5])
     assert again[3]["miou"] == pytest.approx(result.posthoc[3]["miou"])

@@ -109,6 +109,7 @@ class Artifact:
     SPECTRUM_CSV = "spectrum.csv"
     SPECTRUM_PNG = "spectrum.png"
     PER_CLASS_IOU_JSON = "per_class_iou.json"
+    POSTHOC_CSV = "posthoc.csv"  # eval_lrgs: the final model at each LRG, a row per LRG
     CHECKPOINT_PT = "checkpoint.pt"  # a trial's checkpoint (weights, optimizer, config)
     PARETO_CSV = "pareto_front.csv"  # a multi-objective sweep's front, on its parent run
     PARETO_PNG = "pareto_front.png"
@@ -198,6 +199,37 @@ def r_ce_point_band(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+#: What a post-hoc evaluation (``eval_lrgs``: the final model evaluated at another LRG, not
+#: retrained) reports per LRG: ``posthoc.csv``'s columns after ``lrg``, and the metrics
+#: ``posthoc/lrg_{S}/{name}`` of the trial's final step.
+POSTHOC_METRICS: tuple[str, ...] = (
+    Metric.MIOU,
+    Metric.BOUNDARY_IOU,
+    Metric.PIXEL_ACC,
+    Metric.LOSS,
+    Metric.GFLOPS,
+    Metric.FPI,
+    Metric.R_CE_LRG,
+)
+
+
+def posthoc_metric(lrg: int, name: str) -> str:
+    """The metric holding ``name`` of the post-hoc evaluation at ``lrg``: MLflow's UI groups
+    ``posthoc/...`` in a section of its own, and the slash keeps it apart from the trial's
+    own ``name``."""
+    return f"posthoc/lrg_{int(lrg)}/{name}"
+
+
+def posthoc_metrics(posthoc: Mapping[int, Mapping[str, float]]) -> dict[str, float]:
+    """Post-hoc evaluations (``{lrg: metrics}``) as flat metrics (``POSTHOC_METRICS`` each)."""
+    return {
+        posthoc_metric(lrg, name): float(values[name])
+        for lrg, values in posthoc.items()
+        for name in POSTHOC_METRICS
+        if name in values
+    }
+
+
 class Param:
     """Params logged beside the TrialConfig fields: derived, for filtering in the UI."""
 
@@ -262,6 +294,7 @@ __all__ = [
     "DERIVED_PARAMS",
     "INIT_PROFILE_COLUMN",
     "MODEL_TRAINING_KIND",
+    "POSTHOC_METRICS",
     "ROLES",
     "R_CE_MAX_PARAM",
     "STRATEGIES",
@@ -275,6 +308,8 @@ __all__ = [
     "Strategy",
     "Tag",
     "from_params",
+    "posthoc_metric",
+    "posthoc_metrics",
     "r_ce_point",
     "r_ce_point_band",
     "run_name",

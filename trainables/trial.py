@@ -71,6 +71,9 @@ class TrialReport:
     per_class_iou: list[float]
     checkpoint_path: Path | None
     final: bool
+    #: The final report only, with ``eval_lrgs``: the final model evaluated at each of them
+    #: (``{lrg: metrics}``), made before the report so it travels with it (Tune, MLflow).
+    posthoc: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -247,6 +250,8 @@ def run_trial(
     init band profile comes from the checkpoint (NaN if the checkpoint predates it), never
     recomputed.
     ``progress`` shows a progress bar (the CLI); Tune shows its own table.
+    With ``cfg.eval_lrgs`` the final model is evaluated at each of them before the final
+    report, which carries them (``TrialReport.posthoc``, also ``TrialResult.posthoc``).
     """
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     # the files a trial reads and writes are checked before any data is read or trained on
@@ -308,6 +313,12 @@ def run_trial(
                 Metric.LR: float(scheduler.get_last_lr()[0]),
             }
         )
+        final = epoch == cfg.epochs - 1
+        posthoc = (
+            evaluate_at_lrgs(model, eval_loader, num_classes, cfg, device)
+            if final and cfg.eval_lrgs
+            else {}
+        )
         saved = (
             save_checkpoint(
                 ckpt_dir, model, optimizer, scheduler, cfg, epoch, band_profile_init=init_profile
@@ -321,15 +332,15 @@ def run_trial(
             spectrum=with_init_profile(evaluation.spectrum.to_frame(), init_profile),
             per_class_iou=[float(v) for v in evaluation.metrics["per_class_iou"]],
             checkpoint_path=saved,
-            final=epoch == cfg.epochs - 1,
+            final=final,
+            posthoc=posthoc,
         )
         trained, epochs_trained = 0.0, 0
         result.reports.append(trial_report)
         result.metrics = metrics
+        result.posthoc = posthoc
         if report is not None:
             report(trial_report)
-    if cfg.eval_lrgs:
-        result.posthoc = evaluate_at_lrgs(model, eval_loader, num_classes, cfg, device)
     return result
 
 

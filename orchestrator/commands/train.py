@@ -17,7 +17,7 @@ from typing import Any
 
 from trainables.config import TrialConfig
 from trainables.errors import InputError
-from trainables.run_schema import Metric, r_ce_point_band
+from trainables.run_schema import POSTHOC_METRICS, Metric, r_ce_point_band
 
 
 def register(sub: Any) -> None:
@@ -189,17 +189,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Columns of the post-hoc table (``--eval-lrgs``), in order.
-POSTHOC_COLUMNS: tuple[str, ...] = (
-    Metric.LRG,
-    Metric.MIOU,
-    Metric.BOUNDARY_IOU,
-    Metric.PIXEL_ACC,
-    Metric.LOSS,
-    Metric.GFLOPS,
-    Metric.FPI,
-    Metric.R_CE_LRG,
-)
+#: Columns of the post-hoc table (``--eval-lrgs``), in order: ``posthoc.csv``'s.
+POSTHOC_COLUMNS: tuple[str, ...] = (Metric.LRG, *POSTHOC_METRICS)
 
 
 def print_summary(summary: Mapping[str, Any]) -> None:
