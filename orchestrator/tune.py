@@ -5,7 +5,8 @@ so ``spectral-sweep --help``, ``spaces`` and ``sweep --dry-run`` never load Ray.
 
 - :func:`spectral_sweep_trial` is the function trainable: it turns Tune's config into a trial
   (``trainables.trial.run_trial``) and forwards each evaluation with ``tune.report``, the
-  checkpoint directory holding ``checkpoint.pt``, ``spectrum.csv`` and ``per_class_iou.json``.
+  checkpoint directory holding ``checkpoint.pt``, ``spectrum.csv`` and ``per_class_iou.json``
+  (and ``posthoc.csv`` on the final one, with ``eval_lrgs``).
 - :class:`~orchestrator.mlflow_callback.MlflowTrackingCallback` runs in the driver and is the
   only MLflow writer; :mod:`orchestrator.param_space` turns the space into Tune's search objects.
 - :func:`run_sweep` checks the inputs, starts (or joins) Ray, builds or restores the
