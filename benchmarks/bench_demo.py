@@ -13,7 +13,10 @@ machine's other processes, and the rest (idle, or CPU the sampling missed: its o
 processes that live less than the 0.5 s between samples). Last, the machine's idle CPU
 seconds by phase: before the first trained run, during each experiment's trained runs (first
 start to last end, from MLflow), between them and after: where the cores wait rather than
-work. The FLOPs cache is the user's
+work. And the same CPUs x wall by what the trial slots did, from the MLflow runs' spans:
+training, the runs' other time (the first runs of each sweep apart: their workers start cold),
+slots with no run open (tails and hand-overs), and the time before, between and after the
+runs. The FLOPs cache is the user's
 (``trainables.flops_cache``): the first demo on a machine fills it.
 """
 
@@ -166,12 +169,43 @@ def run_counts(directory: Path, experiment: str) -> dict[str, int]:
 def training_seconds(client: Any, runs: dict[str, list[Any]]) -> float:
     """Summed training seconds (metric ``train_seconds``: the training time each report
     covers) of every trained run of the demo's experiments."""
-    total = 0.0
-    for trained in runs.values():
-        for run in trained:
-            history = client.get_metric_history(run.info.run_id, "train_seconds")
-            total += sum(m.value for m in history)
-    return total
+    return sum(run_training(client, run) for trained in runs.values() for run in trained)
+
+
+def run_training(client: Any, run: Any) -> float:
+    """Training seconds of one trained run (its ``train_seconds`` history summed)."""
+    return sum(m.value for m in client.get_metric_history(run.info.run_id, "train_seconds"))
+
+
+def slot_use(
+    client: Any, runs: dict[str, list[Any]], began: float, seconds: float, cpus: int
+) -> str:
+    """``CPUs x wall`` by what the trial slots did, from the MLflow runs' spans (opened and
+    closed by the driver as Tune starts and ends each trial): before the first trained run,
+    inside each experiment's window (training; the runs' other time, the first ``cpus`` runs
+    of a window apart: their workers start cold; slots with no run open: tails and hand-overs),
+    between the windows and after the last."""
+    parts: dict[str, float] = defaultdict(float)
+    cursor = began
+    for trained in sorted(runs.values(), key=lambda rs: min(r.info.start_time for r in rs)):
+        spans = sorted(
+            (r.info.start_time / 1000, r.info.end_time / 1000, run_training(client, r))
+            for r in trained
+            if r.info.start_time and r.info.end_time
+        )
+        start, end = spans[0][0], max(e for _, e, _ in spans)
+        parts["before, between and after the runs"] += cpus * (start - cursor)
+        for i, (opened, closed, training) in enumerate(spans):
+            parts["training"] += training
+            cold = "first runs' other time (cold workers)" if i < cpus else "other runs' other time"
+            parts[cold] += closed - opened - training
+        parts["no run open"] += cpus * (end - start) - sum(e - s for s, e, _ in spans)
+        cursor = end
+    parts["before, between and after the runs"] += cpus * (began + seconds - cursor)
+    capacity = cpus * seconds
+    return ", ".join(
+        f"{name} {value:.0f} s ({value / capacity:.0%})" for name, value in parts.items()
+    )
 
 
 def breakdown(capacity: float, training: float, spent: dict[str, float]) -> str:
@@ -208,6 +242,7 @@ def main() -> int:
             client, runs = demo_runs(directory, experiments)
             training = training_seconds(client, runs)
             phases = idle_by_phase(sampler, run_windows(runs))
+            slots = slot_use(client, runs, sampler.began, seconds, cpus)
         share = training / (cpus * seconds)
         print(
             f"demo {i + 1}: {seconds:.1f} s end to end on {cpus} CPUs; training share "
@@ -217,6 +252,7 @@ def main() -> int:
         )
         print(f"  {cpus} CPUs x wall: {breakdown(cpus * seconds, training, spent)}", flush=True)
         print(f"  idle CPU seconds by phase: {phases}", flush=True)
+        print(f"  {cpus} CPUs x wall by the trial slots' use: {slots}", flush=True)
     return 0
 
 

@@ -330,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
     from orchestrator.tune import stop_local_ray
 
-    stop_local_ray()  # no more trials: Ray ends while the analysis runs
+    stop_local_ray()  # no more trials
     result = analyze_sweep(directory, name)
     verdict = print_verdict(exhaustive, estimate, result)
     write_report(directory, name, result, verdict)
