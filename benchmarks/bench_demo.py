@@ -187,12 +187,15 @@ def slot_use(
     between the windows and after the last."""
     parts: dict[str, float] = defaultdict(float)
     cursor = began
-    for trained in sorted(runs.values(), key=lambda rs: min(r.info.start_time for r in rs)):
-        spans = sorted(
+    windows = [
+        sorted(
             (r.info.start_time / 1000, r.info.end_time / 1000, run_training(client, r))
             for r in trained
             if r.info.start_time and r.info.end_time
         )
+        for trained in runs.values()
+    ]
+    for spans in sorted((w for w in windows if w), key=lambda w: w[0][0]):
         start, end = spans[0][0], max(e for _, e, _ in spans)
         parts["before, between and after the runs"] += cpus * (start - cursor)
         for i, (opened, closed, training) in enumerate(spans):
