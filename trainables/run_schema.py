@@ -214,9 +214,8 @@ POSTHOC_METRICS: tuple[str, ...] = (
 
 
 def posthoc_metric(lrg: int, name: str) -> str:
-    """The metric holding ``name`` of the post-hoc evaluation at ``lrg``: MLflow's UI groups
-    ``posthoc/...`` in a section of its own, and the slash keeps it apart from the trial's
-    own ``name``."""
+    """The metric holding ``name`` of the post-hoc evaluation at ``lrg`` (``posthoc/lrg_9/miou``:
+    apart from the trial's own ``name``, and sorted together)."""
     return f"posthoc/lrg_{int(lrg)}/{name}"
 
 
