@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pytest
 
 from analysis.mlflow_runs import runs_frame
@@ -229,7 +228,6 @@ def test_a_trial_retried_from_its_final_checkpoint_is_not_run_again(tmp_path: Pa
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert flag.exists()  # the kill happened, after the final report
-    assert not psutil.pid_exists(int(flag.read_text()))
     # one final result: the retried trial returned at once from its final checkpoint
     assert "SWEEP 1 0 False FINALS 1" in done.stdout, done.stdout[-2000:]
     assert "ActorDiedError" in done.stderr  # Tune saw the worker die, and retried the trial
