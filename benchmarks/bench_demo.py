@@ -166,19 +166,24 @@ def run_counts(directory: Path, experiment: str) -> dict[str, int]:
     return {str(k): int(v) for k, v in frame["status"].value_counts().items()}
 
 
-def training_seconds(client: Any, runs: dict[str, list[Any]]) -> float:
-    """Summed training seconds (metric ``train_seconds``: the training time each report
-    covers) of every trained run of the demo's experiments."""
-    return sum(run_training(client, run) for trained in runs.values() for run in trained)
-
-
-def run_training(client: Any, run: Any) -> float:
-    """Training seconds of one trained run (its ``train_seconds`` history summed)."""
-    return sum(m.value for m in client.get_metric_history(run.info.run_id, "train_seconds"))
+def training_by_run(client: Any, runs: dict[str, list[Any]]) -> dict[str, float]:
+    """Training seconds of every trained run of the demo's experiments, by run id (metric
+    ``train_seconds``, the training time each report covers, summed over the run)."""
+    return {
+        run.info.run_id: sum(
+            m.value for m in client.get_metric_history(run.info.run_id, "train_seconds")
+        )
+        for trained in runs.values()
+        for run in trained
+    }
 
 
 def slot_use(
-    client: Any, runs: dict[str, list[Any]], began: float, seconds: float, cpus: int
+    trained_s: dict[str, float],
+    runs: dict[str, list[Any]],
+    began: float,
+    seconds: float,
+    cpus: int,
 ) -> str:
     """``CPUs x wall`` by what the trial slots did, from the MLflow runs' spans (opened and
     closed by the driver as Tune starts and ends each trial): before the first trained run,
@@ -189,7 +194,7 @@ def slot_use(
     cursor = began
     windows = [
         sorted(
-            (r.info.start_time / 1000, r.info.end_time / 1000, run_training(client, r))
+            (r.info.start_time / 1000, r.info.end_time / 1000, trained_s[r.info.run_id])
             for r in trained
             if r.info.start_time and r.info.end_time
         )
@@ -243,9 +248,10 @@ def main() -> int:
             experiments = [args.name, f"{args.name}-estimate"]
             counts = run_counts(directory, args.name)
             client, runs = demo_runs(directory, experiments)
-            training = training_seconds(client, runs)
+            trained_s = training_by_run(client, runs)
+            training = sum(trained_s.values())
             phases = idle_by_phase(sampler, run_windows(runs))
-            slots = slot_use(client, runs, sampler.began, seconds, cpus)
+            slots = slot_use(trained_s, runs, sampler.began, seconds, cpus)
         share = training / (cpus * seconds)
         print(
             f"demo {i + 1}: {seconds:.1f} s end to end on {cpus} CPUs; training share "

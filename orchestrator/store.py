@@ -33,7 +33,7 @@ from orchestrator.uris import artifact_location, sqlite_path
 from trainables.errors import InputError
 from trainables.run_schema import (
     MODEL_TRAINING_KIND,
-    POSTHOC_METRICS,
+    POSTHOC_COLUMNS,
     ROLES,
     STRATEGIES,
     Artifact,
@@ -335,8 +335,8 @@ def write_trial_artifacts(
     evaluations (``{lrg: metrics}``), ``posthoc.csv`` into ``directory``.
 
     ``spectrum.csv`` keeps every column of ``spectrum`` (``band_profile_init`` included; its NaN
-    bands are written empty and read back as NaN). ``posthoc.csv``: ``lrg`` then
-    ``POSTHOC_METRICS``, a row per LRG in the order evaluated.
+    bands are written empty and read back as NaN). ``posthoc.csv``: ``POSTHOC_COLUMNS``, a row
+    per LRG in the order evaluated.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -350,7 +350,7 @@ def write_trial_artifacts(
         import pandas as pd
 
         rows = [{**values, Metric.LRG: int(lrg)} for lrg, values in posthoc.items()]
-        frame = pd.DataFrame(rows).reindex(columns=[Metric.LRG, *POSTHOC_METRICS])
+        frame = pd.DataFrame(rows).reindex(columns=list(POSTHOC_COLUMNS))
         frame.to_csv(directory / Artifact.POSTHOC_CSV, index=False)
 
 

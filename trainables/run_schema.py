@@ -211,6 +211,8 @@ POSTHOC_METRICS: tuple[str, ...] = (
     Metric.FPI,
     Metric.R_CE_LRG,
 )
+#: ``posthoc.csv``'s columns, and those of ``train``'s post-hoc table: a row per LRG.
+POSTHOC_COLUMNS: tuple[str, ...] = (Metric.LRG, *POSTHOC_METRICS)
 
 
 def posthoc_metric(lrg: int, name: str) -> str:
@@ -293,6 +295,7 @@ __all__ = [
     "DERIVED_PARAMS",
     "INIT_PROFILE_COLUMN",
     "MODEL_TRAINING_KIND",
+    "POSTHOC_COLUMNS",
     "POSTHOC_METRICS",
     "ROLES",
     "R_CE_MAX_PARAM",

@@ -17,7 +17,7 @@ from typing import Any
 
 from trainables.config import TrialConfig
 from trainables.errors import InputError
-from trainables.run_schema import POSTHOC_METRICS, Metric, r_ce_point_band
+from trainables.run_schema import POSTHOC_COLUMNS, Metric, r_ce_point_band
 
 
 def register(sub: Any) -> None:
@@ -187,10 +187,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_summary(summary)
     return 0
-
-
-#: Columns of the post-hoc table (``--eval-lrgs``), in order: ``posthoc.csv``'s.
-POSTHOC_COLUMNS: tuple[str, ...] = (Metric.LRG, *POSTHOC_METRICS)
 
 
 def print_summary(summary: Mapping[str, Any]) -> None:
