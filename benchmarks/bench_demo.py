@@ -239,6 +239,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="demos in a row, each in a fresh dir")
     args = parser.parse_args()
     cpus = os.cpu_count() or 1
+    results: list[tuple[float, float]] = []
     for i in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
             directory = Path(args.dir).resolve() / str(i) if args.dir else Path(tmp)
@@ -253,6 +254,7 @@ def main() -> int:
             phases = idle_by_phase(sampler, run_windows(runs))
             slots = slot_use(trained_s, runs, sampler.began, seconds, cpus)
         share = training / (cpus * seconds)
+        results.append((seconds, share))
         print(
             f"demo {i + 1}: {seconds:.1f} s end to end on {cpus} CPUs; training share "
             f"{share:.2f} ({training:.1f} s of training over {cpus} x {seconds:.1f} s); "
@@ -262,7 +264,24 @@ def main() -> int:
         print(f"  {cpus} CPUs x wall: {breakdown(cpus * seconds, training, spent)}", flush=True)
         print(f"  idle CPU seconds by phase: {phases}", flush=True)
         print(f"  {cpus} CPUs x wall by the trial slots' use: {slots}", flush=True)
+    print(goals_line(results))
     return 0
+
+
+#: The demo's goals (performance issue): end to end, and training over CPUs x wall.
+WALL_GOAL_S = 180.0
+SHARE_GOAL = 0.85
+
+
+def goals_line(results: list[tuple[float, float]]) -> str:
+    """How many of the demos met each goal, e.g. ``goals: <= 180 s in 3 of 3 demos; training
+    share >= 0.85 in 0 of 3``."""
+    fast = sum(seconds <= WALL_GOAL_S for seconds, _ in results)
+    trained = sum(share >= SHARE_GOAL for _, share in results)
+    return (
+        f"goals: <= {WALL_GOAL_S:.0f} s in {fast} of {len(results)} demos; training share "
+        f">= {SHARE_GOAL} in {trained} of {len(results)}"
+    )
 
 
 if __name__ == "__main__":
