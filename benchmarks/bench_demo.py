@@ -185,11 +185,15 @@ def slot_use(
     seconds: float,
     cpus: int,
 ) -> str:
-    """``CPUs x wall`` by what the trial slots did, from the MLflow runs' spans (opened and
-    closed by the driver as Tune starts and ends each trial): before the first trained run,
-    inside each experiment's window (training; the runs' other time, the first ``cpus`` runs
-    of a window apart: their workers start cold; slots with no run open: tails and hand-overs),
-    between the windows and after the last."""
+    """``CPUs x wall`` by what the trial slots did, from the MLflow runs' spans: before the
+    first trained run, inside each experiment's window (training; the runs' other time, the
+    first ``cpus`` runs of a window apart: their workers start cold; slots with no run open:
+    tails and hand-overs), between the windows and after the last.
+
+    The spans are the driver's writer thread's: it opens a run when it gets to Tune's trial
+    start and closes it after the run's artifacts (``spectrum.png`` drawn) are logged, so a
+    span lags its trial by the queue (about 0.3 s at the end), which moves time between "other
+    runs' other time" and "no run open"; the training total is exact."""
     parts: dict[str, float] = defaultdict(float)
     cursor = began
     windows = [
