@@ -254,7 +254,7 @@ def test_a_trial_retried_from_its_final_checkpoint_is_not_run_again(tmp_path: Pa
     assert table["miou"].iloc[0] == pytest.approx(posthoc[0].value, rel=1e-9)
     assert run.data.metrics["posthoc/lrg_3/gflops"] < run.data.metrics["gflops"]
     # two reports, two checkpoints: epoch 1 was not trained and saved again
-    assert [p.name for p in sorted(trial_dir.glob("checkpoint_*"))][-1] == "checkpoint_000001"
-    (checkpoint,) = sorted(trial_dir.glob("checkpoint_*"))[-1:]
-    again = evaluate_checkpoint(checkpoint, [3])
+    last_checkpoint = sorted(trial_dir.glob("checkpoint_*"))[-1]
+    assert last_checkpoint.name == "checkpoint_000001"
+    again = evaluate_checkpoint(last_checkpoint, [3])
     assert again[3]["miou"] == pytest.approx(posthoc[0].value, rel=1e-6)
