@@ -31,16 +31,20 @@ def quiet_mlflow_logs() -> None:
 
 def client_for(tracking_uri: str) -> MlflowClient:
     """An ``MlflowClient`` on ``tracking_uri``, quietly. On a SQLite file the client is made
-    (which opens the store and creates or upgrades its schema) under a file lock (``<db>.lock``): two sweeps opening
-    one new store at once would otherwise race on it ("duplicate column", "index ... already
-    exists")."""
+    (which opens the store and creates or upgrades its schema) under a file lock
+    (``<db>.lock``): two sweeps opening one new store at once would otherwise race on it
+    ("duplicate column", "index ... already exists"). A new SQLite file starts from the cached
+    empty schema (:mod:`analysis.mlflow_schema`) rather than MLflow's migrations."""
     from mlflow import MlflowClient
+
+    from analysis.mlflow_schema import seed_store
 
     quiet_mlflow_logs()
     database = _sqlite_file(tracking_uri)
     if database is None:
         return MlflowClient(tracking_uri=tracking_uri)
     with _locked(database.with_name(database.name + ".lock")):
+        seed_store(database)
         return MlflowClient(tracking_uri=tracking_uri)  # opening the store creates the schema
 
 

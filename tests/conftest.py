@@ -10,18 +10,26 @@ from typing import Any
 
 import pytest
 
+from analysis.mlflow_schema import SCHEMA_FOLDER
 from trainables.disk_cache import CACHE_ENV
 
 #: Tests never read or write the user's cache (trainables.disk_cache: FLOPs counts, init band
 #: profiles): one folder for the session (inherited by subprocesses and Ray workers), a fresh
 #: one per test below.
 os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="spectral-sweep-test-cache-")
+#: The cached empty MLflow schema (analysis.mlflow_schema) is one per session: it depends on
+#: the installed versions only (test_mlflow_schema builds its own).
+SESSION_SCHEMA = Path(os.environ[CACHE_ENV]) / SCHEMA_FOLDER
 
 
 @pytest.fixture(autouse=True)
 def fresh_flops_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test starts with an empty disk cache (and its processes share it)."""
+    """Each test starts with an empty disk cache (and its processes share it), but for the
+    session's MLflow schema."""
     folder = tmp_path / "flops-cache"
+    folder.mkdir()
+    SESSION_SCHEMA.mkdir(exist_ok=True)
+    (folder / SCHEMA_FOLDER).symlink_to(SESSION_SCHEMA, target_is_directory=True)
     monkeypatch.setenv(CACHE_ENV, str(folder))
     return folder
 
