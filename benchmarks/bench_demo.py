@@ -190,10 +190,8 @@ def slot_use(
     first ``cpus`` runs of a window apart: their workers start cold; slots with no run open:
     tails and hand-overs), between the windows and after the last.
 
-    The spans are the driver's writer thread's: it opens a run when it gets to Tune's trial
-    start and closes it after the run's artifacts (``spectrum.png`` drawn) are logged, so a
-    span lags its trial by the queue (about 0.3 s at the end), which moves time between "other
-    runs' other time" and "no run open"; the training total is exact."""
+    The spans are Tune's: a run starts when Tune starts its trial and ends when Tune ends it
+    (the driver's callback stamps both events; its writer thread makes the writes later)."""
     parts: dict[str, float] = defaultdict(float)
     cursor = began
     windows = [

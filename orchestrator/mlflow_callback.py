@@ -146,14 +146,14 @@ class MlflowTrackingCallback(tune.Callback):
             )
         return self._client
 
-    def _open(self, trial_id: str, config: TrialConfig) -> str | None:
+    def _open(self, trial_id: str, config: TrialConfig, began: int | None = None) -> str | None:
         """The trial's run (created, or reopened with its highest logged epoch); None when it
-        already FINISHED (writer thread)."""
+        already FINISHED (writer thread). ``began``: the trial's start (ms), a new run's start."""
         if trial_id not in self._runs:
             client = self.client
             assert self._experiment_id is not None
             run_id, finished = store.start_trial_run(
-                client, self._experiment_id, trial_id, config, self.tags
+                client, self._experiment_id, trial_id, config, self.tags, start_time=began
             )
             self._runs[trial_id] = None if finished else run_id
             if not finished:
@@ -190,12 +190,13 @@ class MlflowTrackingCallback(tune.Callback):
         self.ledger.forget(trial_id)  # a retried or resumed trial has not ended (yet)
         self._opened.add(trial_id)
         config = TrialConfig.from_dict(trial.config)  # the Ray edge: Tune's trial dict
+        began = _now_ms()  # the event's time, not the writer's: the run spans the trial
         self.queue.put(
-            f"open the run of trial {trial_id}", lambda: self._open_only(trial_id, config)
+            f"open the run of trial {trial_id}", lambda: self._open_only(trial_id, config, began)
         )
 
-    def _open_only(self, trial_id: str, config: TrialConfig) -> None:
-        self._open(trial_id, config)
+    def _open_only(self, trial_id: str, config: TrialConfig, began: int) -> None:
+        self._open(trial_id, config, began)
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
@@ -208,7 +209,7 @@ class MlflowTrackingCallback(tune.Callback):
         node = {Tag.NODE_ID: result.get("node_id"), Tag.NODE_IP: result.get("node_ip")}
         node_tags = {k: str(v) for k, v in node.items() if v}
         config = TrialConfig.from_dict(trial.config)
-        stamp = int(time.time() * 1000)  # fixed now: a retried write repeats the same rows
+        stamp = _now_ms()  # fixed now: a retried write repeats the same rows
         self.queue.put(
             f"epoch {step} of trial {trial_id}",
             lambda: self._log(trial_id, config, metrics, step, node_tags, stamp),
@@ -291,6 +292,7 @@ class MlflowTrackingCallback(tune.Callback):
         extra = dict(tags or {})
         if epochs is not None:
             extra[Tag.EPOCHS_COMPLETED] = str(epochs)
+        ended = _now_ms()  # the trial's end, not the writer's (which draws spectrum.png first)
 
         def close() -> None:
             run_id = self._open(trial_id, config)
@@ -300,7 +302,7 @@ class MlflowTrackingCallback(tune.Callback):
                 store.log_trial_artifacts(self.client, run_id, artifacts)
             if extra:
                 store.set_tags(self.client, run_id, extra)
-            store.end_trial_run(self.client, run_id, status=status, error=error)
+            store.end_trial_run(self.client, run_id, status=status, error=error, end_time=ended)
             if with_model and artifacts is not None:
                 self._log_model(trial_id, run_id, artifacts)
             if artifacts is not None:
@@ -337,6 +339,11 @@ def _copy_artifacts(checkpoint: Any, with_model: bool = False) -> Path | None:
             if (Path(directory) / name).exists():
                 shutil.copy2(Path(directory) / name, target / name)
     return target
+
+
+def _now_ms() -> int:
+    """Now, in MLflow's unit (ms since the epoch)."""
+    return int(time.time() * 1000)
 
 
 def _error_text(trial: Any) -> str:

@@ -235,11 +235,13 @@ def start_trial_run(
     trial_id: str,
     config: TrialConfig,
     tags: Mapping[str, str],
+    start_time: int | None = None,
 ) -> tuple[str, bool]:
     """Open (or re-open) the run of a trial; returns ``(run_id, already_finished)``.
 
     A trial that already has a run (a resumed sweep, a retried trial) gets that run back,
-    set RUNNING again unless it FINISHED; a finished run is left untouched.
+    set RUNNING again unless it FINISHED; a finished run is left untouched. ``start_time``
+    (ms since the epoch): when the trial started, for a new run (default: now).
     """
     existing = find_trial_run(client, experiment_id, trial_id)
     if existing is not None:
@@ -254,7 +256,11 @@ def start_trial_run(
         return run_id, False
     all_tags = {**source_tags(), **tags, Tag.TRIAL_ID: trial_id, Tag.CONFIG_KEY: config.key}
     name = run_name(config)
-    run = retry_locked(lambda: client.create_run(experiment_id, tags=dict(all_tags), run_name=name))
+    run = retry_locked(
+        lambda: client.create_run(
+            experiment_id, start_time=start_time, tags=dict(all_tags), run_name=name
+        )
+    )
     log_params(client, run.info.run_id, to_params(config))
     inputs = [dataset_input(config)]
     retry_locked(lambda: client.log_inputs(run.info.run_id, datasets=inputs))
@@ -270,12 +276,17 @@ def last_logged_epoch(client: MlflowClient, run_id: str) -> int:
 
 
 def end_trial_run(
-    client: MlflowClient, run_id: str, status: str = "FINISHED", error: str | None = None
+    client: MlflowClient,
+    run_id: str,
+    status: str = "FINISHED",
+    error: str | None = None,
+    end_time: int | None = None,
 ) -> None:
-    """Close a trial's run; a failure keeps its error text as tags."""
+    """Close a trial's run; a failure keeps its error text as tags. ``end_time`` (ms since
+    the epoch): when the trial ended (default: now)."""
     if error:
         set_tags(client, run_id, error_tags(error))
-    retry_locked(lambda: client.set_terminated(run_id, status=status))
+    retry_locked(lambda: client.set_terminated(run_id, status=status, end_time=end_time))
 
 
 def log_prediction_run(

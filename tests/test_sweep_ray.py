@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,6 +77,16 @@ def check_finished_run(client: Any, run: Any) -> None:
     assert run.data.tags[Tag.NODE_ID]
 
 
+def check_event_times(client: Any, run: Any) -> None:
+    """A run spans its trial, not the driver's writes: it ends when Tune ended the trial,
+    before the writer drew and logged its spectrum.png (a local artifact, whose file time is
+    the drawing's), and it starts before its first metric."""
+    png = Path(urllib.parse.urlparse(run.info.artifact_uri).path) / "spectrum.png"
+    assert run.info.end_time < png.stat().st_mtime_ns // 1_000_000
+    first = min(m.timestamp for m in client.get_metric_history(run.info.run_id, "miou"))
+    assert run.info.start_time <= first
+
+
 def test_smoke_sweep_into_sqlite(
     ray_local: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -104,6 +115,7 @@ def test_smoke_sweep_into_sqlite(
     client = store.make_client(uri)
     for run_id in frame["run_id"]:
         check_finished_run(client, client.get_run(run_id))
+        check_event_times(client, client.get_run(run_id))
     # Tune kept each trial's last checkpoint with the artifacts beside checkpoint.pt
     for trial_id in frame["tags.spectral_sweep.trial_id"]:
         checkpoints = sorted((tmp_path / "runs" / "smoke" / trial_id).glob("checkpoint_*"))
