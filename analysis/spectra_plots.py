@@ -13,6 +13,7 @@ import numpy as np
 
 from analysis.figure_style import (
     DPI,
+    FIGURE_LOCK,
     Channels,
     header,
     line_handle,
@@ -40,8 +41,9 @@ def save(fig: Figure | None, path: str | Path) -> Path | None:
         return None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    pyplot().close(fig)
+    with FIGURE_LOCK:
+        fig.savefig(path, dpi=DPI)
+        pyplot().close(fig)
     return path
 
 

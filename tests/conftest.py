@@ -23,11 +23,12 @@ SESSION_SCHEMA = Path(os.environ[CACHE_ENV]) / SCHEMA_FOLDER
 
 
 @pytest.fixture(autouse=True)
-def fresh_flops_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def fresh_flops_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Each test starts with an empty disk cache (and its processes share it), but for the
-    session's MLflow schema."""
-    folder = tmp_path / "flops-cache"
-    folder.mkdir()
+    session's MLflow schema; outside the test's ``tmp_path``, which stays empty."""
+    folder = tmp_path_factory.mktemp("disk-cache")
     SESSION_SCHEMA.mkdir(exist_ok=True)
     (folder / SCHEMA_FOLDER).symlink_to(SESSION_SCHEMA, target_is_directory=True)
     monkeypatch.setenv(CACHE_ENV, str(folder))
