@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, cast
 
@@ -61,12 +60,6 @@ def pyplot() -> Any:
     return plt
 
 
-#: Held while a figure is built (under :data:`RC`) or saved: matplotlib's style settings and
-#: pyplot's figure list are global, and two threads draw at times (the sweep's MLflow writer
-#: its runs' ``spectrum.png``, the demo its report while the estimate strategy trains).
-FIGURE_LOCK = threading.RLock()
-
-
 def styled(build: Callable[P, Figure | None]) -> Callable[P, Figure | None]:
     """Build the figure under :data:`RC` and :func:`finish` it (fonts, ticks)."""
 
@@ -75,7 +68,7 @@ def styled(build: Callable[P, Figure | None]) -> Callable[P, Figure | None]:
         import matplotlib
 
         pyplot()
-        with FIGURE_LOCK, matplotlib.rc_context(cast(Any, RC)):
+        with matplotlib.rc_context(cast(Any, RC)):
             fig = build(*args, **kwargs)
             if fig is not None:
                 finish(fig)

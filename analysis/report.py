@@ -302,13 +302,6 @@ def write_outputs(
 ) -> Outputs:
     """Write tables, figures, estimator and both reports into ``directory`` (created);
     ``verdict`` (the strategies against the exhaustive sweep) goes first in the report."""
-    return write_reports(draw_outputs(analysis, directory), analysis, source, verdict)
-
-
-def draw_outputs(analysis: Analysis, directory: str | Path) -> Outputs:
-    """The tables, figures and estimator of ``analysis`` in ``directory`` (created): all of
-    the outputs but the two reports, which :func:`write_reports` adds. The demo draws them
-    while its estimate strategy trains, before the verdict exists."""
     directory = Path(directory)
     figures_dir = directory / FIGURES
     figures_dir.mkdir(parents=True, exist_ok=True)
@@ -340,14 +333,6 @@ def draw_outputs(analysis: Analysis, directory: str | Path) -> Outputs:
         analysis.budget.to_csv(directory / BUDGET_CSV, index=False)
         outputs.files.append(directory / BUDGET_CSV)
     outputs.figures = [p for p in drawn if p is not None]
-    return outputs
-
-
-def write_reports(
-    outputs: Outputs, analysis: Analysis, source: str, verdict: pd.DataFrame | None = None
-) -> Outputs:
-    """Add ``report.md`` and ``report.html`` to the outputs :func:`draw_outputs` made."""
-    directory = outputs.directory
     blocks = report_blocks(analysis, source, outputs.figures, verdict)
     (directory / REPORT_MD).write_text(render_markdown(blocks, directory), "utf-8")
     (directory / REPORT_HTML).write_text(render_html(blocks), "utf-8")

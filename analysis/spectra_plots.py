@@ -13,7 +13,6 @@ import numpy as np
 
 from analysis.figure_style import (
     DPI,
-    FIGURE_LOCK,
     Channels,
     header,
     line_handle,
@@ -41,9 +40,8 @@ def save(fig: Figure | None, path: str | Path) -> Path | None:
         return None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FIGURE_LOCK:
-        fig.savefig(path, dpi=DPI)
-        pyplot().close(fig)
+    fig.savefig(path, dpi=DPI)
+    pyplot().close(fig)
     return path
 
 

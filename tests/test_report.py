@@ -9,7 +9,6 @@ import copy
 import re
 import shutil
 import subprocess
-import sys
 import warnings
 from collections.abc import Callable
 from html.parser import HTMLParser
@@ -393,42 +392,3 @@ def test_report_opens_in_headless_chromium(paper: Analysis, tmp_path: Path) -> N
     assert (grey < 200).mean() > 0.01  # text and figures drawn, not a blank page
     console = [line for line in taken.stderr.splitlines() if ":CONSOLE" in line]
     assert console == [], console
-
-
-def test_figures_drawn_in_two_threads_at_once_are_the_ones_drawn_alone(
-    spectral: Analysis, tmp_path: Path
-) -> None:
-    """The demo draws its report while the sweep's writer draws runs' spectrum.png: with
-    matplotlib's global style and figure list, each drawing holds ``FIGURE_LOCK``."""
-    import threading
-
-    from analysis.report import draw_outputs
-    from analysis.spectra_plots import plot_spectrum
-
-    frames = [spectrum_frame(1.0 + i / 10) for i in range(6)]
-
-    def runs(folder: Path) -> None:
-        for i, frame in enumerate(frames):
-            plot_spectrum(frame, folder / f"run{i}.png")
-
-    def pngs(folder: Path) -> dict[str, bytes]:
-        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*.png")}
-
-    alone = tmp_path / "alone"
-    runs(alone)
-    draw_outputs(spectral, alone / "report")
-    together = tmp_path / "together"
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)  # the threads take turns often, as on a busy machine
-    try:
-        writer = threading.Thread(target=runs, args=(together,))
-        writer.start()
-        draw_outputs(spectral, together / "report")
-        writer.join()
-    finally:
-        sys.setswitchinterval(interval)
-
-    expected, found = pngs(alone), pngs(together)
-    assert len(expected) == len(frames) + 7
-    assert sorted(found) == sorted(expected)
-    assert [name for name in expected if found[name] != expected[name]] == []

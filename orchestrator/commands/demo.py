@@ -7,7 +7,7 @@ results in ``spectral_sweep_runs/`` under ``--dir`` (the working directory), syn
 2. the estimate strategy on the same space (one reference per group trained, the rest predicted
    with the paper's estimator), experiment ``demo-estimate``;
 3. the analysis of the exhaustive sweep: optimal LRGs, the fitted estimator, the report in
-   ``demo-report/`` (also logged to MLflow; its figures are drawn while step 2 trains);
+   ``demo-report/`` (also logged to MLflow);
 4. the verdict: trainings run by each strategy, the estimate's picks against the exhaustive
    optimum (exact picks, FPI regret), and where to look next.
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,25 +147,6 @@ class DemoAnalysis:
     analysis: Any  # analysis.Analysis
     report: Path  # report.html
     directory: Path
-    drawn: Future[Any] | None = None  # the tables and figures (analysis.report.Outputs)
-
-    def draw_in_background(self) -> None:
-        """Draw the report's tables and figures in a thread (``write_report`` waits for them):
-        the demo's estimate strategy trains meanwhile, and its end does not wait for the
-        figures on one core while the other idles."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from analysis.report import draw_outputs
-
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo-report")
-        self.drawn = pool.submit(draw_outputs, self.analysis, self.directory)
-        pool.shutdown(wait=False)
-
-    def outputs(self) -> Any:
-        """The drawn tables and figures (waited for; an error in drawing is raised here)."""
-        from analysis.report import draw_outputs
-
-        return self.drawn.result() if self.drawn else draw_outputs(self.analysis, self.directory)
 
 
 def analyze_sweep(directory: Path, experiment: str) -> DemoAnalysis:
@@ -190,12 +170,12 @@ def analyze_sweep(directory: Path, experiment: str) -> DemoAnalysis:
 def write_report(directory: Path, experiment: str, result: DemoAnalysis, verdict: Any) -> None:
     """The report with the verdict in it; logged to MLflow once (a rerun logs nothing twice)."""
     from analysis.mlflow_runs import runs_frame
-    from analysis.report import log_analysis_run, write_reports
+    from analysis.report import log_analysis_run, write_outputs
     from trainables.run_schema import Role, Tag
 
     _, uri = demo_locations(directory)
     source = f"MLflow experiment {experiment!r} at {uri}"
-    outputs = write_reports(result.outputs(), result.analysis, source, verdict=verdict)
+    outputs = write_outputs(result.analysis, result.directory, source, verdict=verdict)
     runs = runs_frame(uri, experiment)
     roles = runs.get(f"tags.{Tag.ROLE}")
     if roles is None or not (roles == Role.ANALYSIS).any():
@@ -343,8 +323,6 @@ def run(args: argparse.Namespace) -> int:
     if exhaustive.unfinished:
         print(f"demo interrupted; continue it with: {again}", file=sys.stderr)
         return 130
-    result = analyze_sweep(directory, name)
-    result.draw_in_background()  # while the estimate strategy trains
     estimate_name = name + ESTIMATE_SUFFIX
     estimate = run_estimate_strategy(directory, name=estimate_name, confirm=args.confirm, **options)
     if estimate.interrupted:
@@ -352,8 +330,8 @@ def run(args: argparse.Namespace) -> int:
         return 130
     from orchestrator.tune import stop_local_ray
 
-    result.outputs()  # drawn before Ray stops: no thread may free a Ray object while it does
     stop_local_ray()  # no more trials
+    result = analyze_sweep(directory, name)
     verdict = print_verdict(exhaustive, estimate, result)
     write_report(directory, name, result, verdict)
     print(f"demo finished in {time.perf_counter() - began:.0f} s")
