@@ -23,14 +23,26 @@ def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def schema(database: Path) -> tuple[list[tuple[str, str]], list[tuple[str, ...]]]:
-    """The database's tables and indexes (their SQL) and its migration revision."""
+#: How a table constraint's line starts in SQLite's stored ``CREATE TABLE``.
+CONSTRAINT_LINES = ("CONSTRAINT", "CHECK", "FOREIGN KEY", "UNIQUE", "PRIMARY KEY")
+
+
+def schema(database: Path) -> tuple[dict[str, tuple[list[str], list[str]]], list[tuple[str]]]:
+    """The database's tables and indexes (each: its definition lines, then its constraints in
+    sorted order) and its migration revision. Constraints are compared as a set: alembic's
+    table rebuilds emit them in an order that changes with Python's string hashing, so two
+    stores MLflow builds in two processes differ in that order alone."""
     with sqlite3.connect(database) as db:
-        objects = db.execute(
-            "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name"
-        ).fetchall()
+        objects = db.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL")
+        tables = {name: definition(sql) for name, sql in objects.fetchall()}
         revision = db.execute("SELECT * FROM alembic_version").fetchall()
-    return objects, revision
+    return tables, revision
+
+
+def definition(sql: str) -> tuple[list[str], list[str]]:
+    lines = [line.strip().rstrip(",").strip() for line in sql.splitlines()]
+    constraints = sorted(line for line in lines if line.startswith(CONSTRAINT_LINES))
+    return [line for line in lines if not line.startswith(CONSTRAINT_LINES)], constraints
 
 
 def rows(database: Path, table: str) -> list[tuple[object, ...]]:
