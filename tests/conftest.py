@@ -20,6 +20,7 @@ os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="spectral-sweep-test-cache-")
 #: The cached empty MLflow schema (analysis.mlflow_schema) is one per session: it depends on
 #: the installed versions only (test_mlflow_schema builds its own).
 SESSION_SCHEMA = Path(os.environ[CACHE_ENV]) / SCHEMA_FOLDER
+SESSION_SCHEMA.mkdir()
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +30,6 @@ def fresh_flops_cache(
     """Each test starts with an empty disk cache (and its processes share it), but for the
     session's MLflow schema; outside the test's ``tmp_path``, which stays empty."""
     folder = tmp_path_factory.mktemp("disk-cache")
-    SESSION_SCHEMA.mkdir(exist_ok=True)
     (folder / SCHEMA_FOLDER).symlink_to(SESSION_SCHEMA, target_is_directory=True)
     monkeypatch.setenv(CACHE_ENV, str(folder))
     return folder

@@ -54,7 +54,8 @@ def test_a_seeded_store_is_the_one_mlflow_builds(own_cache: Path, tmp_path: Path
     built, seeded = tmp_path / "built" / "mlflow.db", tmp_path / "seeded" / "mlflow.db"
     built.parent.mkdir()
     seeded.parent.mkdir()
-    MlflowClient(tracking_uri=f"sqlite:///{built}").search_experiments()  # MLflow's own path
+    reference = MlflowClient(tracking_uri=f"sqlite:///{built}")  # MLflow's own path
+    reference.search_experiments()
 
     client = client_for(f"sqlite:///{seeded}")
 
@@ -65,8 +66,8 @@ def test_a_seeded_store_is_the_one_mlflow_builds(own_cache: Path, tmp_path: Path
     assert rows(seeded, "workspaces") == rows(built, "workspaces")
     # the Default experiment is made again by the new store, with the new store's location
     default = client.get_experiment("0")
-    reference = MlflowClient(tracking_uri=f"sqlite:///{built}").get_experiment("0")
-    assert (default.name, default.artifact_location) == ("Default", reference.artifact_location)
+    expected = reference.get_experiment("0").artifact_location
+    assert (default.name, default.artifact_location) == ("Default", expected)
 
 
 def test_a_seeded_store_records_and_reads_runs(own_cache: Path, tmp_path: Path) -> None:
@@ -83,7 +84,7 @@ def test_a_seeded_store_records_and_reads_runs(own_cache: Path, tmp_path: Path) 
 
     # read back by a process that never seeded anything: plain MLflow
     code = (
-        "from mlflow import MlflowClient; import sys; "
+        "from mlflow import MlflowClient; "
         f"c = MlflowClient({second_uri!r}); "
         f"r = c.get_run({run.info.run_id!r}); "
         "print(r.info.status, r.data.metrics['miou'], c.get_experiment_by_name('e').name)"

@@ -114,8 +114,9 @@ def test_smoke_sweep_into_sqlite(
     assert set(frame["tags.spectral_sweep.strategy"]) == {"exhaustive"}
     client = store.make_client(uri)
     for run_id in frame["run_id"]:
-        check_finished_run(client, client.get_run(run_id))
-        check_event_times(client, client.get_run(run_id))
+        run = client.get_run(run_id)
+        check_finished_run(client, run)
+        check_event_times(client, run)
     # Tune kept each trial's last checkpoint with the artifacts beside checkpoint.pt
     for trial_id in frame["tags.spectral_sweep.trial_id"]:
         checkpoints = sorted((tmp_path / "runs" / "smoke" / trial_id).glob("checkpoint_*"))
