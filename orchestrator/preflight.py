@@ -17,6 +17,7 @@ from orchestrator.address import check_address
 from orchestrator.uris import check_tracking_uri, is_local_uri, sqlite_path
 from trainables.dataset_registry import dataset_spec
 from trainables.errors import InputError
+from trainables.run_schema import Strategy
 
 if TYPE_CHECKING:
     from orchestrator.settings import SweepSettings
@@ -128,16 +129,51 @@ def check_scheduler(settings: SweepSettings) -> None:
         )
 
 
-def check_new_sweep(settings: SweepSettings) -> None:
-    """Everything a new sweep needs, in the order a user fixes them; the first problem raises."""
+def check_offline(settings: SweepSettings) -> None:
+    """The checks of a new sweep that need neither the cluster nor the tracking store (``sweep
+    --dry-run`` runs these too): name, scheduler, data roots, the strategy's estimator file."""
     check_name(settings.name)
     check_scheduler(settings)
+    trials = settings.search_space().trials()
+    check_data_roots(trials, local=settings.address is None)
+    if settings.address is None:
+        check_weight_files(trials)
+    check_estimator_file(settings)
+
+
+def check_weight_files(trials: Sequence[TrialConfig]) -> None:
+    """With the embedded Ray, a ``pretrained`` weights path must be a file on this machine (a
+    cheap look: each trial reads it; on a cluster the path is the workers')."""
+    for path in dict.fromkeys(
+        t.pretrained for t in trials if t.pretrained not in ("false", "true")
+    ):
+        found = Path(path).expanduser()
+        if not found.is_file():
+            what = "is not a file" if found.exists() else "not found"
+            raise InputError(
+                f"pretrained {path!r}: weights file {what}; expected false, true or the path of "
+                "a weights file"
+            )
+
+
+def check_estimator_file(settings: SweepSettings) -> None:
+    """A strategy planning with ``--estimator FILE`` (not a fit ``--estimator-from``): the file
+    must hold an estimator."""
+    if settings.strategy == Strategy.EXHAUSTIVE or settings.estimator_from:
+        return
+    from analysis.estimator import load_estimator
+
+    load_estimator(settings.estimator)
+
+
+def check_new_sweep(settings: SweepSettings) -> None:
+    """Everything a new sweep needs, in the order a user fixes them; the first problem raises."""
+    check_offline(settings)
     if sweep_exists(settings.experiment_path):
         raise InputError(
             f"a sweep named {settings.name!r} already exists in {settings.storage}; continue it "
             "with --resume or choose another --name"
         )
-    check_data_roots(settings.search_space().trials(), local=settings.address is None)
     check_tracking(settings.tracking_uri, settings.address)
     check_address(settings.address)
     if settings.address is None:
@@ -154,13 +190,16 @@ def check_resumed_sweep(settings: SweepSettings) -> None:
 __all__ = [
     "TUNER_STATE_FILE",
     "check_data_roots",
+    "check_estimator_file",
     "check_local_resources",
     "check_name",
     "check_new_experiment",
     "check_new_sweep",
+    "check_offline",
     "check_resumed_sweep",
     "check_scheduler",
     "check_storage",
     "check_tracking",
+    "check_weight_files",
     "sweep_exists",
 ]

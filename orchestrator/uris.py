@@ -1,15 +1,18 @@
 """MLflow tracking URIs: the default store, resolving the flag, checking it before a sweep starts.
 
-No MLflow import here: these are string and file-system checks (and one HTTP ``/health`` probe),
+No MLflow import here: these are string and file-system checks (one HTTP ``/health`` probe,
+SQLite's own ``quick_check`` of an existing store, a database driver's import),
 so commands can fail fast on a URI the sweep could not write to before anything heavy loads.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 from trainables.errors import InputError
@@ -64,7 +67,7 @@ def check_tracking_uri(uri: str, timeout: float = 3.0, *, probe_server: bool = T
     paths and ``file:`` URIs (MLflow's file store) are refused. Database URIs (postgresql,
     mysql, ...) are used as given.
     """
-    scheme = urllib.parse.urlparse(uri).scheme
+    scheme = _scheme(uri)
     if scheme == "sqlite":
         _check_sqlite(uri)
     elif scheme in ("http", "https"):
@@ -72,6 +75,59 @@ def check_tracking_uri(uri: str, timeout: float = 3.0, *, probe_server: bool = T
             _check_server(uri, timeout)
     elif scheme in ("", "file"):
         raise InputError(_file_store_message(uri, scheme))
+    elif scheme.split("+", 1)[0] in DATABASE_SCHEMES:
+        _check_database_driver(uri)
+    elif scheme not in OTHER_SCHEMES and scheme not in _plugin_schemes():
+        raise InputError(
+            f"tracking URI {uri!r}: MLflow has no tracking store for scheme {scheme!r}; "
+            f"expected {EXPECTED_URI}"
+        )
+
+
+#: Database schemes MLflow's SQLAlchemy store serves (``DIALECT[+DRIVER]://...``).
+DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
+#: MLflow's other built-in tracking stores (besides SQLite, HTTP(S) and databases).
+OTHER_SCHEMES = ("databricks", "databricks-uc", "uc")
+
+
+def _scheme(uri: str) -> str:
+    """The URI's scheme, or InputError when the URI cannot be parsed (a bad port or host)."""
+    try:
+        parsed = urllib.parse.urlparse(uri)
+        parsed.port  # noqa: B018 (parsing the port is the check)
+    except ValueError as err:
+        raise InputError(
+            f"tracking URI {uri!r} is malformed ({err}); expected {EXPECTED_URI}"
+        ) from None
+    return parsed.scheme.lower()
+
+
+def _plugin_schemes() -> set[str]:
+    """Schemes of tracking stores that installed packages add (MLflow's entry points)."""
+    from importlib.metadata import entry_points
+
+    return {entry.name for entry in entry_points(group="mlflow.tracking_store")}
+
+
+def _check_database_driver(uri: str) -> None:
+    """A database URI must parse and its Python driver must be installed (MLflow would fail
+    with an import error deep in SQLAlchemy)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        dialect = make_url(uri).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as err:
+        raise InputError(
+            f"tracking URI {uri!r} is not a database URL SQLAlchemy reads ({err})"
+        ) from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as err:
+        raise InputError(
+            f"tracking URI {uri!r} needs the database driver {err.name or dialect.driver!r}, "
+            "which is not installed; install it, or use sqlite:///PATH/mlflow.db"
+        ) from None
 
 
 def is_sqlite_file(path: Path) -> bool:
@@ -134,6 +190,28 @@ def _check_sqlite_header(uri: str, db: Path) -> None:
         raise InputError(
             f"tracking URI {uri!r}: {db} is not an SQLite database (no 'SQLite format 3' "
             "header); expected an MLflow SQLite database, or a path where one can be created"
+        )
+    _check_sqlite_intact(uri, db)
+
+
+def _check_sqlite_intact(uri: str, db: Path) -> None:
+    """SQLite's own ``quick_check`` of an existing database (milliseconds for a sweep's store):
+    a damaged file (cut short by a full disk, overwritten) is refused in one line instead of
+    failing in the middle of MLflow. Nothing is written; a store that another process holds
+    locked is left to MLflow, which waits for it."""
+    try:
+        with closing(sqlite3.connect(db, timeout=1.0)) as conn:
+            result = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+    except sqlite3.OperationalError as err:
+        if "locked" in str(err) or "busy" in str(err):
+            return
+        result = str(err)
+    except sqlite3.DatabaseError as err:
+        result = str(err)
+    if result != "ok":
+        raise InputError(
+            f"tracking URI {uri!r}: {db} is damaged ({result}); restore it from a copy, or "
+            "pass another --tracking-uri"
         )
 
 

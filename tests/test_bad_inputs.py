@@ -379,3 +379,111 @@ def test_folder_ignores_hidden_files_and_refuses_other_formats(tmp_path: Path) -
     Image.new("RGB", (4, 4)).save(root / "images" / "c.png", format="BMP")
     with pytest.raises(InputError, match=r"c\.png' is a BMP file"):
         build_dataset("folder", root, input_size=16)
+
+
+# --------------------------------------------------------------------- found in an outside audit
+
+
+def damaged_store(path: Path) -> bytes:
+    """A real SQLite database (2 MB of rows) cut short, as a full disk leaves it: the header is
+    intact, so only SQLite's own check tells; returns its bytes."""
+    import sqlite3
+    from contextlib import closing
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE metrics (key TEXT, value BLOB)")
+        conn.executemany(
+            "INSERT INTO metrics VALUES (?, ?)", [(str(i), b"x" * 1000) for i in range(2000)]
+        )
+        conn.commit()
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 4])
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("command", ["runs", "analyze", "backtest", "sweep"])
+def test_a_damaged_store_is_refused_and_left_as_it_was(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    db = in_tmp / "store" / "mlflow.db"
+    before = damaged_store(db)
+    uri = f"sqlite:///{db}"
+    argv = {
+        "runs": ["runs", "--experiment", "E"],
+        "analyze": ["analyze", "--experiment", "E", "--out", str(in_tmp / "out")],
+        "backtest": ["backtest", "--experiment", "E", "--strategy", "paper"],
+        "sweep": ["sweep", "--space", "smoke", "--storage", str(in_tmp / "runs")],
+    }[command]
+    fails_with(capsys, [*argv, "--tracking-uri", uri], uri, "is damaged", "malformed")
+    assert db.read_bytes() == before
+    assert not (in_tmp / "out").exists() and not (in_tmp / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("uri", "fragment"),
+    [
+        ("bogus://x", "no tracking store for scheme 'bogus'"),
+        ("http://[::1", "is malformed (Invalid IPv6 URL)"),
+        ("http://127.0.0.1:99999", "is malformed (Port out of range"),
+        ("postgresql+pg8000://u:p@127.0.0.1:9/db", "needs the database driver 'pg8000'"),
+        ("mysql+pymysql://u@127.0.0.1/db", "needs the database driver 'pymysql'"),
+    ],
+)
+def test_tracking_uri_mlflow_cannot_use(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], uri: str, fragment: str
+) -> None:
+    fails_with(capsys, ["runs", "--experiment", "E", "--tracking-uri", uri], repr(uri), fragment)
+    dry = ["sweep", "--space", "smoke", "--dry-run", "--tracking-uri", uri]
+    fails_with(capsys, dry, repr(uri), fragment)
+    assert listing(in_tmp) == set()
+
+
+def test_analyze_out_that_cannot_be_created(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], paper_runs_csv: Path
+) -> None:
+    out = "/proc/spectral-sweep-nope"  # a directory no one can create a folder in
+    argv = ["analyze", "--runs-csv", str(paper_runs_csv), "--out", out]
+    fails_with(capsys, argv, repr(out), "cannot be created")
+    assert not Path(out).exists() and listing(in_tmp) == set()
+
+
+def test_resume_checks_the_sweep_name(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    name = "../elsewhere/demo"
+    argv = ["sweep", "--resume", "--name", name, "--storage", str(in_tmp / "runs")]
+    fails_with(capsys, argv, repr(name), "not a valid sweep name")
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (
+            ["flops", "--backbone", "resnet18", "--input-size", "100000"],
+            "must be an integer in [16, 4096]",
+        ),
+        (["spg", "--op", "conv", "--size", "100000", "--out", "o"], "must be in [4, 256]"),
+    ],
+)
+def test_sizes_beyond_what_a_trial_accepts(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str
+) -> None:
+    fails_with(capsys, argv, "100000", fragment)
+    assert listing(in_tmp) == set()
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragments"),
+    [
+        (["--name", "a/b"], ["'a/b'", "not a valid sweep name"]),
+        (["--scheduler", "asha"], ["--scheduler asha", "eval_every=1"]),
+        (["--strategy", "paper", "--estimator", "none.json"], ["none.json", "does not exist"]),
+        (["--set", "pretrained=maybe"], ["'maybe'", "weights file not found"]),
+    ],
+)
+def test_dry_run_refuses_what_the_sweep_refuses(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], flags: list[str], fragments: list[str]
+) -> None:
+    for dry in (["--dry-run"], []):  # the same line, before anything starts, either way
+        argv = ["sweep", "--space", "demo", "--storage", str(in_tmp / "runs"), *dry, *flags]
+        fails_with(capsys, argv, *fragments)
+    assert listing(in_tmp) == set()

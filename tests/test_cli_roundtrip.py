@@ -242,3 +242,24 @@ def test_runs_table_uses_the_column_names_and_short_floats(
     assert not {"prune", "ann_nu"} & set(lines[0].split())
     decimals = [len(n) - 2 for line in lines[1:] for n in line.split() if n.startswith("0.")]
     assert decimals and max(decimals) <= 6  # 4 significant digits: 0.001953, not 0.0019531...
+
+
+def test_runs_table_counts_epochs_done_and_help_names_the_csv_columns(
+    sweep: tuple[str, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri, _ = sweep
+    assert main(["runs", "--experiment", EXPERIMENT, "--tracking-uri", uri]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[0].split()
+    column = header.index("epochs")
+    trials = [line.split() for line in lines[1:] if line.startswith("dan-")]
+    finished = [row for row in trials if row[1] == "FINISHED"]
+    assert len(finished) == 8
+    # each logged epoch 1 (MLflow's step counts from 0) of its 2: 2 epochs done
+    assert {row[column] for row in finished} == {"2"}
+
+    with pytest.raises(SystemExit):
+        main(["runs", "--help"])
+    described = " ".join(capsys.readouterr().out.split())
+    missing = [c for c in EXPORT_COLUMNS if c not in described]
+    assert not missing, f"`runs --help` does not name {missing}"

@@ -171,7 +171,7 @@ def test_cli_dataset_features(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ("extra", "message"),
     [
         (["--op", "fft"], "unknown op 'fft'; choose from: " + ", ".join(OPS)),
-        (["--op", "conv", "--size", "3"], "--size 3 must be >= 4"),
+        (["--op", "conv", "--size", "3"], "--size 3 must be in [4, 256]"),
         (["--op", "conv", "--nu", "4,0"], "4,0 is outside the 8x8 grid"),
         (["--op", "conv", "--nu", "1;2"], "--nu '1;2' is not Y,X"),
         (["--op", "decoder", "--model", "unet"], "unknown model 'unet'"),

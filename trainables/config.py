@@ -38,6 +38,10 @@ RUN_ONLY_FIELDS = frozenset({"device", "num_threads", "eval_every", "eval_lrgs",
 _KEY_OMITTED_DEFAULTS: dict[str, Any] = {"flops_convention": "compact"}
 
 
+#: Smallest and largest square input side a trial (and a FLOPs count) accepts.
+INPUT_SIZES: tuple[int, int] = (16, 4096)
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     """Everything one trial needs; defaults are the paper's where it gives them."""
@@ -84,7 +88,7 @@ class TrialConfig:
         _check_choice("device", self.device, get_args(DeviceName))
         _check_choice("truncation", self.truncation, get_args(TruncationMode))
         _check_choice("flops_convention", self.flops_convention, get_args(FlopsConvention))
-        _check_range("input_size", self.input_size, 16, 4096)
+        _check_range("input_size", self.input_size, *INPUT_SIZES)
         for name in ("epochs", "batch_size", "eval_every", "num_threads"):
             _check_range(name, getattr(self, name), 1, None)
         for name in ("train_length", "eval_length"):

@@ -152,9 +152,17 @@ def count_flops(model: nn.Module, input_size: int) -> FlopsReport:
 
 
 def check_input_size(input_size: int) -> None:
-    """Input sizes must be integers >= 16 (smaller images have no stride-4 grid worth a decoder)."""
-    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 16:
-        raise InputError(f"input size {input_size!r} must be an integer >= 16")
+    """Input sizes are integers in a trial's range (``trainables.config.INPUT_SIZES``: smaller
+    images have no stride-4 grid worth a decoder; larger ones would not fit in memory)."""
+    from trainables.config import INPUT_SIZES
+
+    low, high = INPUT_SIZES
+    if (
+        isinstance(input_size, bool)
+        or not isinstance(input_size, int)
+        or not low <= input_size <= high
+    ):
+        raise InputError(f"input size {input_size!r} must be an integer in [{low}, {high}]")
 
 
 def _check_rates(prune_rate: float, decoder_prune_rate: float) -> None:

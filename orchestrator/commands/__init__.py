@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,8 @@ def check_output_dir(value: str, flag: str = "--out") -> Path:
     existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
     if not existing.is_dir():
         raise InputError(f"{flag} {value!r} cannot be created: {str(existing)!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {value!r} is not writable ({str(existing)!r})")
     return path
 
 

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from analysis.report import log_analysis_run, write_outputs
     from analysis.runs import AnalysisWarning, load_runs_csv
     from analysis.sweep import analyze
-    from orchestrator.commands import check_output_dir
+    from orchestrator.commands import check_output_dir, make_output_dir
     from orchestrator.table import format_table
 
     if args.runs_csv and args.tracking_uri:
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     analysis.notes = list(dict.fromkeys(notes))  # loading + analysis warnings, once each
     for note in analysis.notes:
         print(f"warning: {note}", file=sys.stderr)
-    outputs = write_outputs(analysis, out, source)
+    outputs = write_outputs(analysis, make_output_dir(out), source)
     space_file = write_optimal_space(analysis, args, out)
     if space_file is not None:
         outputs.files.append(space_file)

@@ -19,7 +19,7 @@ MAIN_COLUMNS = {
     "params.lrg_effective": "lrg",
     "params.prune_rate": "prune_rate",
     "params.annotation_nu_max": "annotation_nu_max",
-    f"metrics.{Metric.EPOCH}": "epoch",
+    f"metrics.{Metric.EPOCH}": "epochs",  # done: the 0-based epoch metric + 1
     f"metrics.{Metric.MIOU}": "miou",
     f"metrics.{Metric.GFLOPS}": "gflops",
     f"metrics.{Metric.FPI}": "fpi",
@@ -37,8 +37,9 @@ def register(sub: Any) -> None:
             "List the runs of an MLflow experiment (one per trial): the main params and latest "
             "metrics as a table, or with --csv as CSV on stdout: first the columns `analyze "
             "--runs-csv` reads (model, dataset, prune_rate, lrg, miou, gflops, "
-            "annotation_nu_max, r_ce_nu*, seed, run_id, context, status, role), then every "
-            "tag, param and metric."
+            "annotation_nu_max, r_ce_nu*, seed, run_id, backbone, input_size, "
+            "decoder_prune_rate, truncation, native_lrg, num_classes, spectrum_uri), the run's "
+            "state (status, role, stopped_early), then every tag, param and metric."
         ),
     )
     p.add_argument("--experiment", required=True, help="experiment (= sweep) name")
@@ -69,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
         export_runs(frame).to_csv(sys.stdout, index=False)
         return 0
     frame = frame.sort_values("run_name", kind="stable")
+    epoch = f"metrics.{Metric.EPOCH}"
+    if epoch in frame.columns:  # MLflow's step counts from 0; "4 of 4 epochs" reads 4
+        frame[epoch] = frame[epoch] + 1
     columns = [c for c in MAIN_COLUMNS if c in frame.columns]
     rows = [_numbers(row) for row in frame[columns].to_dict("records")]
     print(format_table(rows, columns, MAIN_COLUMNS))

@@ -68,7 +68,7 @@ def register(sub: Any) -> None:
         metavar="OP",
         help="conv, relu, upsample or decoder (repeatable)",
     )
-    p.add_argument("--size", type=int, default=33, help="feature map side M >= 4 (paper: 33)")
+    p.add_argument("--size", type=int, default=33, help="feature map side M, 4 to 256 (paper: 33)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument(
         "--nu",
@@ -133,11 +133,11 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], list[tuple[int, int
     """Every check that needs no model: ops, size, frequencies, counts, output directory."""
     from orchestrator.commands import check_output_dir
     from trainables.errors import InputError
-    from trainables.spg import MIN_SIZE, check_frequency, default_frequencies, output_size
+    from trainables.spg import MAX_SIZE, MIN_SIZE, check_frequency, default_frequencies, output_size
 
     ops = check_ops(args.op)
-    if args.size < MIN_SIZE:
-        raise InputError(f"--size {args.size} must be >= {MIN_SIZE}")
+    if not MIN_SIZE <= args.size <= MAX_SIZE:
+        raise InputError(f"--size {args.size} must be in [{MIN_SIZE}, {MAX_SIZE}]")
     if "decoder" not in ops:
         given = [f for f in DECODER_FLAGS if getattr(args, f) is not None]
         if given:

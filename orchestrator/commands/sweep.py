@@ -232,17 +232,26 @@ def has_space(args: argparse.Namespace) -> bool:
 def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
     """Validated :class:`~orchestrator.settings.SweepSettings` and whether to resume (no Ray)."""
     from orchestrator.preflight import check_new_sweep
-    from orchestrator.settings import SweepSettings
-    from orchestrator.uris import resolve_tracking_uri
 
     check_numbers(args)
     storage = check_storage(args.storage)
     if args.resume:
         return resume_settings(args, storage), True
+    settings = new_settings(args, storage)
+    check_new_sweep(settings)
+    return settings, False
+
+
+def new_settings(args: argparse.Namespace, storage: Path) -> SweepSettings:
+    """The settings of a new sweep from the flags (the space loaded and validated; not yet
+    the checks that look at the cluster and the tracking store)."""
+    from orchestrator.settings import SweepSettings
+    from orchestrator.uris import resolve_tracking_uri
+
     if not has_space(args):
         raise InputError("give --space NAME or --space-file FILE (see `spectral-sweep spaces`)")
     space = load_space(args)
-    settings = SweepSettings(
+    return SweepSettings(
         space=space.to_dict(),
         name=args.name or space.name,
         storage=str(storage),
@@ -274,8 +283,6 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
         system_metrics=args.system_metrics,
         optuna_storage=args.optuna_storage,
     )
-    check_new_sweep(settings)
-    return settings, False
 
 
 def resume_settings(args: argparse.Namespace, storage: Path) -> SweepSettings:
@@ -287,6 +294,9 @@ def resume_settings(args: argparse.Namespace, storage: Path) -> SweepSettings:
         name = load_space_file(args.space_file).name
     if name is None:
         raise InputError("--resume needs --name (or --space) of the sweep to continue")
+    from orchestrator.preflight import check_name
+
+    check_name(name)  # one directory below --storage, as a new sweep's name
     path = storage / name
     if not sweep_exists(path):
         raise InputError(f"--resume: no sweep to resume at {path}")
@@ -322,12 +332,13 @@ def run(args: argparse.Namespace) -> int:
         if args.resume:
             raise InputError("--dry-run and --resume do not go together")
         check_numbers(args)
-        if not has_space(args):
-            raise InputError("give --space NAME or --space-file FILE (see `spectral-sweep spaces`)")
-        from orchestrator.uris import check_tracking_uri, resolve_tracking_uri
+        from orchestrator.preflight import check_offline
+        from orchestrator.uris import check_tracking_uri
 
-        check_tracking_uri(resolve_tracking_uri(args.tracking_uri), probe_server=False)
-        return dry_run(args, load_space(args))
+        settings = new_settings(args, check_storage(args.storage))
+        check_offline(settings)  # what the sweep checks before Ray, less cluster and store
+        check_tracking_uri(settings.tracking_uri, probe_server=False)
+        return dry_run(args, settings.search_space())
     from orchestrator.commands.outcomes import print_adaptive, print_estimate
 
     settings, resume = settings_from_args(args)

@@ -60,6 +60,7 @@ from trainables.spg.decoder import (
 )
 from trainables.spg.frequencies import (
     DEFAULT_CHANNELS,
+    MAX_SIZE,
     MIN_SIZE,
     OPS,
     check_frequency,
@@ -71,6 +72,7 @@ from trainables.spg.maps import SpGMap, SpGOp, SpGSummary, builtin_op, conv_kern
 
 __all__ = [
     "DEFAULT_CHANNELS",
+    "MAX_SIZE",
     "MIN_SIZE",
     "OPS",
     "DecoderInputs",

@@ -14,6 +14,7 @@ from torch import Tensor
 from trainables.errors import InputError
 from trainables.spectral.bands import _check_pair, _one_hot, _valid_mask
 from trainables.spg.frequencies import (
+    MAX_SIZE,
     MIN_SIZE,
     Freq,
     _index,
@@ -108,8 +109,8 @@ def random_decoder_inputs(model: SegmentationModel, size: int, seed: int = 0) ->
     ``max(2, M // 4)`` grid, bilinearly up-sampled to the image), so their spectrum is
     concentrated at low frequencies like real annotation.
     """
-    if size < MIN_SIZE:
-        raise InputError(f"size {size} must be >= {MIN_SIZE}")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise InputError(f"size {size} must be in [{MIN_SIZE}, {MAX_SIZE}]")
     channels, _ = _decoder_call(model)
     encoder = model.encoder
     generator = torch.Generator().manual_seed(seed)

@@ -12,6 +12,8 @@ from trainables.grids import band_of_lrg
 OPS: tuple[str, ...] = ("conv", "relu", "upsample", "decoder")
 #: Smallest feature map side: from 4 on, the default nu_i = M // 4 is a frequency other than 0.
 MIN_SIZE = 4
+#: Largest side: the decoder's input image for it (16 (M - 1) + 1) stays within a trial's 4096.
+MAX_SIZE = 256
 #: Channels of the seeded ``conv`` / ``relu`` / ``upsample`` inputs.
 DEFAULT_CHANNELS = 8
 

@@ -15,6 +15,7 @@ from torch import Tensor
 from trainables.errors import InputError
 from trainables.spg.frequencies import (
     DEFAULT_CHANNELS,
+    MAX_SIZE,
     MIN_SIZE,
     Freq,
     _check_op,
@@ -198,8 +199,8 @@ def spg(
 ) -> list[SpGMap]:
     """SpG of the ``conv``, ``relu`` or ``upsample`` op on a seeded standard-normal
     ``(channels, size, size)`` input, at ``nus`` (default :func:`default_frequencies`)."""
-    if size < MIN_SIZE:
-        raise InputError(f"size {size} must be >= {MIN_SIZE}")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise InputError(f"size {size} must be in [{MIN_SIZE}, {MAX_SIZE}]")
     if channels < 1:
         raise InputError(f"channels {channels} must be >= 1")
     op = builtin_op(name, channels, seed)
