@@ -195,10 +195,10 @@ def _check_sqlite_header(uri: str, db: Path) -> None:
 
 
 def _check_sqlite_intact(uri: str, db: Path) -> None:
-    """SQLite's own ``quick_check`` of an existing database (3-15 ms for the demo's store, 0.33 s for 194 MB):
-    a damaged file (cut short by a full disk, overwritten) is refused in one line instead of
-    failing in the middle of MLflow. Nothing is written; a store that another process holds
-    locked is left to MLflow, which waits for it."""
+    """SQLite's own ``quick_check`` of an existing database (3-15 ms for the demo's store, 0.33 s
+    for 194 MB): a damaged file (cut short by a full disk, overwritten) is refused in one line
+    instead of failing in the middle of MLflow. Nothing is written; a store that another
+    process holds locked is left to MLflow, which waits for it."""
     try:
         with closing(sqlite3.connect(db, timeout=1.0)) as conn:
             result = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
