@@ -138,7 +138,22 @@ def check_offline(settings: SweepSettings) -> None:
     check_data_roots(trials, local=settings.address is None)
     if settings.address is None:
         check_weight_files(trials)
+        check_devices(trials)
     check_estimator_file(settings)
+
+
+def check_devices(trials: Sequence[TrialConfig]) -> None:
+    """With the embedded Ray, trials that ask for ``device: cuda`` need a CUDA device here (else
+    every trial would fail once Ray has started; torch is imported only for such a space)."""
+    if not any(t.device == "cuda" for t in trials):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise InputError(
+            "device 'cuda' (in the space or --set device=cuda), but this machine has no CUDA "
+            "device; use device=cpu or device=auto"
+        )
 
 
 def check_weight_files(trials: Sequence[TrialConfig]) -> None:
@@ -190,6 +205,7 @@ def check_resumed_sweep(settings: SweepSettings) -> None:
 __all__ = [
     "TUNER_STATE_FILE",
     "check_data_roots",
+    "check_devices",
     "check_estimator_file",
     "check_local_resources",
     "check_name",

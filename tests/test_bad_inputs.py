@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from fixtures_data import make_folder
 
 from orchestrator.cli import main
@@ -478,6 +479,11 @@ def test_sizes_beyond_what_a_trial_accepts(
         (["--scheduler", "asha"], ["--scheduler asha", "eval_every=1"]),
         (["--strategy", "paper", "--estimator", "none.json"], ["none.json", "does not exist"]),
         (["--set", "pretrained=maybe"], ["'maybe'", "weights file not found"]),
+        pytest.param(
+            ["--set", "device=cuda"],
+            ["device 'cuda'", "no CUDA device"],
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
+        ),
     ],
 )
 def test_dry_run_refuses_what_the_sweep_refuses(
