@@ -3,8 +3,8 @@
 :func:`export_runs` puts the columns :func:`analysis.runs.load_runs_csv` reads first
 (:data:`EXPORT_COLUMNS`: ``model, dataset, prune_rate, lrg, miou, gflops, annotation_nu_max``,
 the ``r_ce_nu{K}`` points by band, ``seed, run_id`` and the architecture: ``backbone,
-input_size, decoder_prune_rate, truncation, native_lrg, num_classes, spectrum_uri``), then the run's state
-(``status, role, stopped_early``) and every ``tags.*``, ``params.*`` and ``metrics.*`` column of
+input_size, decoder_prune_rate, truncation, native_lrg, num_classes, spectrum_uri``), then the
+run's state (``status, role, stopped_early``) and every ``tags.*``, ``params.*`` and ``metrics.*`` column of
 the experiment. :func:`csv_configs` rebuilds each run's full
 :class:`~trainables.config.TrialConfig` from the ``params.*`` columns (``run_schema.from_params``,
 the one way back from MLflow's strings).

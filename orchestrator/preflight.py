@@ -131,7 +131,8 @@ def check_scheduler(settings: SweepSettings) -> None:
 
 def check_offline(settings: SweepSettings) -> None:
     """The checks of a new sweep that need neither the cluster nor the tracking store (``sweep
-    --dry-run`` runs these too): name, scheduler, data roots, the strategy's estimator file."""
+    --dry-run`` runs these too): name, scheduler, data roots, and with the embedded Ray the
+    weights files and CUDA the trials ask for; the strategy's estimator file."""
     check_name(settings.name)
     check_scheduler(settings)
     trials = settings.search_space().trials()

@@ -65,7 +65,8 @@ def check_tracking_uri(uri: str, timeout: float = 3.0, *, probe_server: bool = T
     fine: MLflow creates it). HTTP(S): ``GET /health`` must answer within ``timeout`` seconds
     (skipped with ``probe_server=False``, for checks that must not touch the network). Plain
     paths and ``file:`` URIs (MLflow's file store) are refused. Database URIs (postgresql,
-    mysql, ...) are used as given.
+    mysql, mssql) must parse and name an installed driver; any other scheme must be one MLflow
+    serves (databricks, uc) or a plugin adds. A URI that does not parse is refused.
     """
     scheme = _scheme(uri)
     if scheme == "sqlite":
@@ -197,8 +198,9 @@ def _check_sqlite_header(uri: str, db: Path) -> None:
 def _check_sqlite_intact(uri: str, db: Path) -> None:
     """SQLite's own ``quick_check`` of an existing database (3-15 ms for the demo's store, 0.33 s
     for 194 MB): a damaged file (cut short by a full disk, overwritten) is refused in one line
-    instead of failing in the middle of MLflow. Nothing is written; a store that another
-    process holds locked is left to MLflow, which waits for it."""
+    instead of failing in the middle of MLflow. It only reads (opening rolls back a crashed
+    writer's journal, as MLflow's own first connection would); a store that another process
+    holds locked is left to MLflow, which waits for it."""
     try:
         with closing(sqlite3.connect(db, timeout=1.0)) as conn:
             result = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
