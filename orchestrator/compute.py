@@ -176,10 +176,25 @@ def count_grids(
     return out
 
 
-def estimate(
-    trials: Sequence[TrialConfig], progress: Progress | None = None
-) -> list[TrialCompute | None]:
-    """Each trial's compute, None where its data set's image or class count is unknown."""
+@dataclass
+class CountPlan:
+    """What :func:`estimate` reads and counts: each trial's data facts (by key) and the grids of
+    each architecture."""
+
+    facts: dict[str, DataFacts]
+    needs: dict[Architecture, set[int]]
+
+    def uncounted_backbones(self) -> list[str]:
+        """Backbones of the architectures whose counts are not all on disk (counting them
+        builds the network, so the name must be timm's)."""
+        from trainables.flops_cache import cached_gflops
+
+        missing = (a for a, g in self.needs.items() if cached_gflops(*a, sorted(g)) is None)
+        return list(dict.fromkeys(arch[1] for arch in missing))
+
+
+def plan_counts(trials: Sequence[TrialConfig]) -> CountPlan:
+    """The data facts of ``trials`` and the (architecture, grids) their compute needs."""
     facts = {t.key: data_facts(t) for t in trials}
     needs: dict[Architecture, set[int]] = {}
     for trial in trials:
@@ -188,7 +203,19 @@ def estimate(
             continue
         arch = (trial.model, trial.backbone, trial.input_size, classes)
         needs.setdefault(arch, set()).update(_grids(trial))
-    gflops = count_grids(needs, progress)
+    return CountPlan(facts, needs)
+
+
+def estimate(
+    trials: Sequence[TrialConfig],
+    progress: Progress | None = None,
+    plan: CountPlan | None = None,
+) -> list[TrialCompute | None]:
+    """Each trial's compute, None where its data set's image or class count is unknown
+    (``plan``: :func:`plan_counts` of the same trials, when the caller already made it)."""
+    plan = plan_counts(trials) if plan is None else plan
+    facts = plan.facts
+    gflops = count_grids(plan.needs, progress)
     out: list[TrialCompute | None] = []
     for trial in trials:
         fact = facts[trial.key]
@@ -231,6 +258,7 @@ __all__ = [
     "DEFAULT_UTILISATION",
     "GPU_TFLOPS",
     "PUBLISHED_SPLITS",
+    "CountPlan",
     "DataFacts",
     "TrialCompute",
     "count_grids",
@@ -239,5 +267,6 @@ __all__ = [
     "evaluations",
     "gpu_hours",
     "gpu_name",
+    "plan_counts",
     "total",
 ]

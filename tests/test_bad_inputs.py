@@ -493,3 +493,15 @@ def test_dry_run_refuses_what_the_sweep_refuses(
         argv = ["sweep", "--space", "demo", "--storage", str(in_tmp / "runs"), *dry, *flags]
         fails_with(capsys, argv, *fragments)
     assert listing(in_tmp) == set()
+
+
+def test_dry_run_names_an_unknown_backbone_before_the_table(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["sweep", "--space", "demo", "--dry-run", "--set", "backbone=resnt18"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no trial table, no counting
+    assert captured.err.startswith("spectral-sweep sweep: error: unknown backbone 'resnt18'")
+    assert len(captured.err.strip().splitlines()) == 1 and "resnet18" in captured.err
+    assert listing(in_tmp) == set()

@@ -94,15 +94,20 @@ def dry_run(args: argparse.Namespace, space: Any) -> int:
     references: list[TrialConfig] = []
     if args.strategy != Strategy.EXHAUSTIVE:
         references = strategy_references(args, space.name, trials)
-    print_trials(space)
-    sys.stdout.flush()  # the table is out before counting starts
-    from orchestrator.compute import estimate
+    from orchestrator.compute import estimate, plan_counts
 
     keys = {t.key for t in trials}
     added = [r for r in references if r.key not in keys]
+    plan = plan_counts([*trials, *added])
+    for backbone in plan.uncounted_backbones():  # torch and timm count them anyway
+        from trainables.models import check_backbone
+
+        check_backbone(backbone)  # an unknown name is one line, before the table
+    print_trials(space)
+    sys.stdout.flush()  # the table is out before counting starts
     began = time.perf_counter()
     progress = _progress()
-    computes = estimate([*trials, *added], progress)
+    computes = estimate([*trials, *added], progress, plan)
     if progress.counted:  # nothing counted: every count came from the disk cache
         print(f"counted FLOPs in {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
     by_key = {t.key: c for t, c in zip([*trials, *added], computes, strict=True)}
