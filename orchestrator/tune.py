@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -79,7 +78,7 @@ def spectral_sweep_trial(
     sampled during each evaluation interval and reported with it (``system/...``).
     """
     configure_process()  # a worker's first trial: before torch and timm are imported
-    from trainables.checkpoint import holds_last_epoch, scratch_dir
+    from trainables.checkpoint import holds_last_epoch, scratch_folder
     from trainables.model_registry import MODELS
     from trainables.trial import TrialReport, run_trial
 
@@ -87,7 +86,7 @@ def spectral_sweep_trial(
     cfg = TrialConfig.from_dict(config)  # the Ray edge: Tune's dict becomes the trial's config
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # per-report INFO
     node_id = ray.get_runtime_context().get_node_id()
-    with tempfile.TemporaryDirectory(prefix="spectral-sweep-", dir=scratch_dir()) as tmp:
+    with scratch_folder() as tmp:
         local = Path(tmp) / "checkpoint"
         restored = tune.get_checkpoint()
         if restored is not None:

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -319,12 +320,27 @@ def worker_killed(root: Path, trials: int = 2, epochs: int = 3) -> Observed:
     driver = sweep.start("--max-concurrent", "1")
     wait_for(lambda: sweep.results() >= 1, 240, "a first result", driver)
     workers = trial_workers(driver)
-    for pid in workers[:1]:
+    killed = workers[:1]
+    scratch = scratch_folders(killed)
+    for pid in killed:
         os.kill(pid, signal.SIGKILL)
     code = finish(driver)
     observed = Observed("worker killed mid-trial", "exit 0, retried", [code])
-    observed.notes.append(f"killed {min(len(workers), 1)} worker(s)")
+    observed.notes.append(f"killed {len(killed)} worker(s)")
+    # a killed worker never removes its scratch folder; the retry's worker does
+    observed.notes.append(
+        f"scratch folders of killed workers: {len(scratch)} before, "
+        f"{len(scratch_folders(killed))} after"
+    )
     return check_record(sweep, observed)
+
+
+def scratch_folders(pids: list[int]) -> list[Path]:
+    """The trial scratch folders (``trainables.checkpoint.scratch_folder``) of ``pids``."""
+    from trainables.checkpoint import SCRATCH_PREFIX, scratch_dir
+
+    root = Path(scratch_dir() or tempfile.gettempdir())
+    return [p for pid in pids for p in root.glob(f"{SCRATCH_PREFIX}{pid}-*")]
 
 
 def driver_killed(root: Path, kills: int = 3, trials: int = 2, epochs: int = 4) -> Observed:

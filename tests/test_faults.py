@@ -52,6 +52,7 @@ def test_worker_killed_mid_trial(tmp_path: Path) -> None:
     observed = faults.worker_killed(tmp_path, trials=2, epochs=3)
     assert observed.exit_codes == [0]
     assert "killed 1 worker(s)" in observed.notes
+    assert "scratch folders of killed workers: 1 before, 0 after" in observed.notes
     clean(observed)
     same_history_as_uninterrupted(tmp_path, "worker-killed")
 

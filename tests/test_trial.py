@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -448,3 +450,48 @@ def test_checkpoints_go_through_shared_memory_only_when_it_has_room(
     assert checkpoint.scratch_dir() == "/dev/shm"  # Linux: a tmpfs every process may write
     monkeypatch.setattr(checkpoint, "SCRATCH_MIN_FREE", 1 << 62)  # more than any machine has
     assert checkpoint.scratch_dir() is None  # the system temp dir, as a small Docker shm gets
+
+
+def test_scratch_folders_of_killed_trial_processes_are_removed(tmp_path: Path) -> None:
+    """A trial process killed mid-trial (OOM, kill -9) leaves its scratch folder (in /dev/shm:
+    memory); the next trial's process removes it, and only it."""
+    from trainables import checkpoint
+
+    make = (
+        "import os, sys; from pathlib import Path; from trainables.checkpoint import scratch_folder;"
+        "folder = scratch_folder(sys.argv[1]); (Path(folder.name) / 'checkpoint.pt').write_bytes"
+        "(bytes(4096)); print(folder.name, flush=True); sys.stdin.readline()"
+    )
+
+    def trial_process() -> tuple[subprocess.Popen[str], Path]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", make, str(tmp_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        return process, Path(process.stdout.readline().strip())
+
+    running, running_folder = trial_process()
+    killed, killed_folder = trial_process()
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    other_use = tmp_path / "spectral-sweep-artifacts-x1"  # another of the project's temp names
+    other_use.mkdir()
+    try:
+        assert (
+            killed_folder.name
+            == f"{checkpoint.SCRATCH_PREFIX}{killed.pid}-{killed_folder.name.split('-')[-1]}"
+        )
+        assert killed_folder.is_dir() and running_folder.is_dir()
+        with checkpoint.scratch_folder(str(tmp_path)) as mine:  # a new trial's folder
+            assert not killed_folder.exists()  # removed before the new one was made
+            assert running_folder.is_dir() and other_use.is_dir() and Path(mine).is_dir()
+        assert checkpoint.remove_stale_scratch(str(tmp_path)) == []
+    finally:
+        assert running.stdin is not None
+        running.stdin.write("\n")
+        running.stdin.close()
+        running.wait(timeout=30)
+    assert not running_folder.exists()  # an orderly end removes its own folder

@@ -10,6 +10,8 @@ it from trained weights. Files are read with ``weights_only=True``; a bad file i
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,54 @@ def scratch_dir() -> str | None:
         return None
     roomy = stat.f_bavail * stat.f_frsize >= SCRATCH_MIN_FREE
     return shm if roomy and os.access(shm, os.W_OK) else None
+
+
+#: A trial's scratch folder: this prefix, the trial process's pid, a dash, tempfile's part.
+SCRATCH_PREFIX = "spectral-sweep-trial-"
+
+
+def scratch_folder(directory: str | None = None) -> tempfile.TemporaryDirectory[str]:
+    """A new scratch folder for one trial's checkpoints (in :func:`scratch_dir`), named by this
+    process's pid. A trial process that is killed (out of memory, ``kill -9``, a lost node)
+    never removes its folder, and in ``/dev/shm`` that is memory held until the machine
+    reboots (a checkpoint or two, 67-133 MB each for the demo's networks), so the folders of
+    trial processes that no longer run are removed first (:func:`remove_stale_scratch`).
+    ``directory``: instead of :func:`scratch_dir`."""
+    where = scratch_dir() if directory is None else directory
+    remove_stale_scratch(where)
+    return tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=where)
+
+
+def remove_stale_scratch(directory: str | None = None) -> list[Path]:
+    """Remove the scratch folders in ``directory`` (default: the system temp dir) whose trial
+    process no longer runs on this machine; the removed paths. Folders of running processes
+    (this one, another user's, another sweep's) and anything not named by
+    :data:`SCRATCH_PREFIX` and a pid are left alone."""
+    root = Path(directory if directory is not None else tempfile.gettempdir())
+    removed = []
+    for path in root.glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = _scratch_owner(path.name)
+        if pid is None or pid == os.getpid() or _running(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _scratch_owner(name: str) -> int | None:
+    head = name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists here (another user's counts: signal 0 is refused)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def save_checkpoint(
@@ -210,6 +260,7 @@ def checkpoint_init_profile(state: dict[str, Any]) -> torch.Tensor | None:
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "SCRATCH_PREFIX",
     "apply_checkpoint",
     "architecture_key",
     "check_checkpoint_dir",
@@ -219,7 +270,9 @@ __all__ = [
     "holds_last_epoch",
     "load_checkpoint",
     "read_checkpoint",
+    "remove_stale_scratch",
     "restore_training_state",
     "save_checkpoint",
     "scratch_dir",
+    "scratch_folder",
 ]
