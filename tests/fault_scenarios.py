@@ -340,7 +340,7 @@ def scratch_folders(pids: list[int]) -> list[Path]:
     from trainables.checkpoint import SCRATCH_PREFIX, scratch_dir
 
     root = Path(scratch_dir() or tempfile.gettempdir())
-    return [p for pid in pids for p in root.glob(f"{SCRATCH_PREFIX}{pid}-*")]
+    return [p for pid in pids for p in root.glob(f"{SCRATCH_PREFIX}*-{pid}-*")]
 
 
 def driver_killed(root: Path, kills: int = 3, trials: int = 2, epochs: int = 4) -> Observed:

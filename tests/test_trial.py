@@ -480,14 +480,16 @@ def test_scratch_folders_of_killed_trial_processes_are_removed(tmp_path: Path) -
     other_use = tmp_path / "spectral-sweep-artifacts-x1"  # another of the project's temp names
     other_use.mkdir()
     try:
-        assert (
-            killed_folder.name
-            == f"{checkpoint.SCRATCH_PREFIX}{killed.pid}-{killed_folder.name.split('-')[-1]}"
-        )
+        space = os.readlink("/proc/self/ns/pid").strip("pid:[]")
+        owner = f"{checkpoint.SCRATCH_PREFIX}{space}-{killed.pid}-"
+        assert killed_folder.name.startswith(owner)
+        elsewhere = tmp_path / f"{checkpoint.SCRATCH_PREFIX}1-{killed.pid}-x"  # pid namespace 1
+        elsewhere.mkdir()  # a container sharing /dev/shm: its pids are not ours to look up
         assert killed_folder.is_dir() and running_folder.is_dir()
         with checkpoint.scratch_folder(str(tmp_path)) as mine:  # a new trial's folder
             assert not killed_folder.exists()  # removed before the new one was made
             assert running_folder.is_dir() and other_use.is_dir() and Path(mine).is_dir()
+            assert elsewhere.is_dir()
         assert checkpoint.remove_stale_scratch(str(tmp_path)) == []
     finally:
         assert running.stdin is not None

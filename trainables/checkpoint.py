@@ -84,7 +84,7 @@ def scratch_dir() -> str | None:
     return shm if roomy and os.access(shm, os.W_OK) else None
 
 
-#: A trial's scratch folder: this prefix, the trial process's pid, a dash, tempfile's part.
+#: A trial's scratch folder: this prefix, ``<pid namespace>-<pid>-``, then tempfile's part.
 SCRATCH_PREFIX = "spectral-sweep-trial-"
 
 
@@ -97,28 +97,42 @@ def scratch_folder(directory: str | None = None) -> tempfile.TemporaryDirectory[
     ``directory``: instead of :func:`scratch_dir`."""
     where = scratch_dir() if directory is None else directory
     remove_stale_scratch(where)
-    return tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=where)
+    owner = f"{SCRATCH_PREFIX}{_pid_namespace()}-{os.getpid()}-"
+    return tempfile.TemporaryDirectory(prefix=owner, dir=where)
 
 
 def remove_stale_scratch(directory: str | None = None) -> list[Path]:
     """Remove the scratch folders in ``directory`` (default: the system temp dir) whose trial
-    process no longer runs on this machine; the removed paths. Folders of running processes
-    (this one, another user's, another sweep's) and anything not named by
-    :data:`SCRATCH_PREFIX` and a pid are left alone."""
+    process no longer runs; the removed paths. Left alone: folders of running processes (this
+    one, another user's, another sweep's), of processes in another pid namespace (containers
+    that share ``/dev/shm`` but not their pids), and anything else."""
     root = Path(directory if directory is not None else tempfile.gettempdir())
+    here = _pid_namespace()
     removed = []
-    for path in root.glob(f"{SCRATCH_PREFIX}*-*"):
-        pid = _scratch_owner(path.name)
-        if pid is None or pid == os.getpid() or _running(pid):
+    for path in root.glob(f"{SCRATCH_PREFIX}*-*-*"):
+        space, pid = _scratch_owner(path.name)
+        if space != here or pid is None or pid == os.getpid() or _running(pid):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
 
 
-def _scratch_owner(name: str) -> int | None:
-    head = name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
-    return int(head) if head.isdigit() else None
+def _scratch_owner(name: str) -> tuple[str, int | None]:
+    """``(pid namespace, pid)`` of a scratch folder's name."""
+    space, _, rest = name[len(SCRATCH_PREFIX) :].partition("-")
+    head = rest.split("-", 1)[0]
+    return space, int(head) if head.isdigit() else None
+
+
+def _pid_namespace() -> str:
+    """This process's pid namespace (Linux: the inode of ``/proc/self/ns/pid``), else "0"."""
+    try:
+        link = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except OSError:
+        return "0"
+    digits = "".join(c for c in link if c.isdigit())
+    return digits or "0"
 
 
 def _running(pid: int) -> bool:
