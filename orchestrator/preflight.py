@@ -160,9 +160,7 @@ def check_devices(trials: Sequence[TrialConfig]) -> None:
 def check_weight_files(trials: Sequence[TrialConfig]) -> None:
     """With the embedded Ray, a ``pretrained`` weights path must be a file on this machine (a
     cheap look: each trial reads it; on a cluster the path is the workers')."""
-    for path in dict.fromkeys(
-        t.pretrained for t in trials if t.pretrained not in ("false", "true")
-    ):
+    for path in dict.fromkeys(t.weights_path for t in trials if t.weights_path is not None):
         found = Path(path).expanduser()
         if not found.is_file():
             what = "is not a file" if found.exists() else "not found"

@@ -175,11 +175,12 @@ def _check_sqlite(uri: str) -> None:
         raise InputError(f"tracking URI {uri!r}: directory {db.parent} does not exist")
     if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
         raise InputError(f"tracking URI {uri!r}: {db} is not writable")
-    _check_sqlite_header(uri, db)
+    _check_sqlite_file(uri, db)
 
 
-def _check_sqlite_header(uri: str, db: Path) -> None:
-    """An existing, non-empty database file must start with the SQLite 3 header."""
+def _check_sqlite_file(uri: str, db: Path) -> None:
+    """An existing, non-empty database file must start with the SQLite 3 header and pass
+    SQLite's own integrity check (a missing or empty one is MLflow's to create)."""
     try:
         if not db.is_file() or db.stat().st_size == 0:
             return  # missing or empty: MLflow creates the schema

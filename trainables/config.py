@@ -167,6 +167,11 @@ class TrialConfig:
         return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
     @property
+    def weights_path(self) -> str | None:
+        """``pretrained`` when it names a weights file (not ``"false"`` or ``"true"``)."""
+        return None if self.pretrained in ("false", "true") else self.pretrained
+
+    @property
     def native_lrg(self) -> int:
         """The decoder's native stride-4 grid for this input (129 at 513)."""
         return native_grid_size(self.input_size)

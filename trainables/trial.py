@@ -257,10 +257,10 @@ def run_trial(
     # the files a trial reads and writes are checked before any data is read or trained on
     ckpt_dir = check_checkpoint_dir(checkpoint_dir) if checkpoint_dir is not None else None
     resuming = resume and ckpt_dir is not None and (ckpt_dir / CHECKPOINT_FILE).exists()
-    if not resuming and cfg.pretrained not in ("false", "true"):
+    if not resuming and cfg.weights_path is not None:
         from trainables.models.encoder import check_state_file
 
-        check_state_file(cfg.pretrained)
+        check_state_file(cfg.weights_path)
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
