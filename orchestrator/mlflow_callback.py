@@ -110,6 +110,8 @@ class MlflowTrackingCallback(tune.Callback):
         # touched on the writer thread only
         self._runs: dict[str, str | None] = {}  # trial id -> run id (None: already finished)
         self._last_step: dict[str, int] = {}  # run id -> highest epoch logged
+        # added on Tune's thread, removed on the writer's once written (or at the final flush)
+        self._copies: set[Path] = set()  # driver-side copies of checkpoint artifacts
         # touched on Tune's thread only
         self._closed: set[str] = set()
         self._opened: set[str] = set()
@@ -262,6 +264,8 @@ class MlflowTrackingCallback(tune.Callback):
         if self._queue is not None:
             self.lost += self._queue.close(self.flush_seconds)
             self._queue = None
+            for copy in list(self._copies):  # the copies of writes that were lost
+                self._remove_copy(copy)
             if self.lost:
                 log.warning(
                     "tracking store %s: %d write(s) could not be made: %s",
@@ -296,19 +300,25 @@ class MlflowTrackingCallback(tune.Callback):
 
         def close() -> None:
             run_id = self._open(trial_id, config)
-            if run_id is None:
-                return
-            if artifacts is not None:
-                store.log_trial_artifacts(self.client, run_id, artifacts)
-            if extra:
-                store.set_tags(self.client, run_id, extra)
-            store.end_trial_run(self.client, run_id, status=status, error=error, end_time=ended)
-            if with_model and artifacts is not None:
-                self._log_model(trial_id, run_id, artifacts)
-            if artifacts is not None:
-                shutil.rmtree(artifacts, ignore_errors=True)
+            if run_id is not None:
+                if artifacts is not None:
+                    store.log_trial_artifacts(self.client, run_id, artifacts)
+                if extra:
+                    store.set_tags(self.client, run_id, extra)
+                store.end_trial_run(self.client, run_id, status=status, error=error, end_time=ended)
+                if with_model and artifacts is not None:
+                    self._log_model(trial_id, run_id, artifacts)
+            if artifacts is not None:  # written (or the run had ended already): not retried
+                self._remove_copy(artifacts)
 
+        if artifacts is not None:
+            self._copies.add(artifacts)
         self.queue.put(f"close the run of trial {trial_id} ({status})", close)
+
+    def _remove_copy(self, artifacts: Path) -> None:
+        """A driver-side artifact copy is removed once its write is made or lost."""
+        self._copies.discard(artifacts)
+        shutil.rmtree(artifacts, ignore_errors=True)
 
     def _log_model(self, trial_id: str, run_id: str, artifacts: Path) -> None:
         """``--log-model``: the network of the run's last checkpoint as its MLflow model. Not

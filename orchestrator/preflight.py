@@ -160,14 +160,10 @@ def check_devices(trials: Sequence[TrialConfig]) -> None:
 def check_weight_files(trials: Sequence[TrialConfig]) -> None:
     """With the embedded Ray, a ``pretrained`` weights path must be a file on this machine (a
     cheap look: each trial reads it; on a cluster the path is the workers')."""
+    from trainables.weights_file import check_weights_file
+
     for path in dict.fromkeys(t.weights_path for t in trials if t.weights_path is not None):
-        found = Path(path).expanduser()
-        if not found.is_file():
-            what = "is not a file" if found.exists() else "not found"
-            raise InputError(
-                f"pretrained {path!r}: weights file {what}; expected false, true or the path of "
-                "a weights file"
-            )
+        check_weights_file(path)
 
 
 def check_estimator_file(settings: SweepSettings) -> None:

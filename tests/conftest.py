@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +16,18 @@ from trainables.disk_cache import CACHE_ENV
 
 #: Tests never read or write the user's cache (trainables.disk_cache: FLOPs counts, init band
 #: profiles): one folder for the session (inherited by subprocesses and Ray workers), a fresh
-#: one per test below.
-os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="spectral-sweep-test-cache-")
+#: one per test below; removed when the session ends.
+SESSION_CACHE = Path(tempfile.mkdtemp(prefix="spectral-sweep-test-cache-"))
+os.environ[CACHE_ENV] = str(SESSION_CACHE)
 #: The cached empty MLflow schema (analysis.mlflow_schema) is one per session: it depends on
 #: the installed versions only (test_mlflow_schema builds its own).
-SESSION_SCHEMA = Path(os.environ[CACHE_ENV]) / SCHEMA_FOLDER
+SESSION_SCHEMA = SESSION_CACHE / SCHEMA_FOLDER
 SESSION_SCHEMA.mkdir()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The session's cache folder goes with the session (pytest keeps only ``tmp_path``s)."""
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

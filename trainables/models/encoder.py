@@ -22,17 +22,13 @@ from torch.func import functional_call
 
 from trainables.errors import InputError
 from trainables.models.units import Consumer, PrunableUnit
+from trainables.weights_file import STATE_DICT_EXPECTED, check_weights_file
 
 #: Output strides the heads are built for (ASPP rates scale with it). 16 is the paper's setting;
 #: 32 (no dilation) is the configuration its encoder FLOPs (95.6 G) correspond to.
 OUTPUT_STRIDES = (8, 16, 32)
 #: Prefixes stripped from checkpoint keys (DataParallel, our own model, common wrappers).
 _KEY_PREFIXES = ("", "module.", "encoder.backbone.", "backbone.", "encoder.", "model.")
-#: What a pretrained weights file must hold (the end of every error about one).
-STATE_DICT_EXPECTED = (
-    "expected a state dict of the backbone (a .pth/.pt/.safetensors file holding a mapping of "
-    "parameter names to tensors)"
-)
 
 
 def check_backbone(name: str) -> None:
@@ -100,22 +96,14 @@ def _read_weights(path: Path, *, lazy: bool) -> Any:
 def check_state_file(path: str | Path) -> None:
     """Check, cheaply, that ``path`` holds a state dict (tensors memory-mapped, not read), so a
     bad weights file fails before a trial loads data or builds a network."""
-    path = Path(path).expanduser()
-    _check_is_file(path)
+    path = check_weights_file(path)
     _unwrap(_read_weights(path, lazy=True), repr(str(path)))
-
-
-def _check_is_file(path: Path) -> None:
-    if not path.is_file():
-        what = "is not a file" if path.exists() else "not found"
-        raise InputError(f"pretrained weights file {str(path)!r} {what}; {STATE_DICT_EXPECTED}")
 
 
 def load_state_file(path: Path) -> dict[str, Tensor]:
     """The state dict in ``path`` (``.safetensors``, else ``torch.load(weights_only=True)``),
     unwrapped if wrapped; a file that is not one is an InputError naming it."""
-    path = Path(path).expanduser()
-    _check_is_file(path)
+    path = check_weights_file(path)
     return _unwrap(_read_weights(path, lazy=False), repr(str(path)))
 
 
