@@ -154,7 +154,8 @@ def test_adaptive_sweep_live_records_why_and_resumes_by_replay(
         assert sorted(candidates["metrics.phase"]) == list(range(1, len(candidates) + 1))
         reference = runs.loc[roles == Role.REFERENCE].iloc[0]
         client = store.make_client(uri)
-        path = client.download_artifacts(reference["run_id"], "adaptive_plan_truncation.json")
+        name = "adaptive_plan_truncation.json"
+        path = client.download_artifacts(reference["run_id"], name, str(tmp_path))
         plan = json.loads(Path(path).read_text())
         trained = {9, *candidates["params.lrg"].astype(int)}
         assert plan["pick"]["lrg"] in trained  # the pick is always trained

@@ -64,7 +64,7 @@ CHECKS = textwrap.dedent(
         trial.data.tags["spectral_sweep.trial_id"]))
     checkpoint = sorted(glob.glob(path + "/checkpoint_*"))[-1]
     network, _ = trial_network(checkpoint)
-    loaded = mlflow.pytorch.load_model(f"runs:/{trial.info.run_id}/model")
+    loaded = mlflow.pytorch.load_model(f"runs:/{trial.info.run_id}/model", dst_path=".")
     x = torch.randn(2, 3, 33, 33)
     with torch.no_grad():
         same = bool(torch.allclose(network(x), loaded.eval()(x)))

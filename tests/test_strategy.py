@@ -195,7 +195,7 @@ def test_demo_story_on_the_smoke_space(tmp_path: Path, capsys: pytest.CaptureFix
         assert f"trainings: exhaustive 4, paper {2 + confirmed} (" in out
         assert "adaptive (replayed on the exhaustive sweep): exact picks" in out
         assert set(frame["status"]) == {"FINISHED"}
-        check_predictions(uri, frame)
+        check_predictions(uri, frame, tmp_path / "downloads")
         assert not ray.is_initialized()  # the demo stopped the Ray it started
         report = tmp_path / "smoke-report"
         assert (report / "report.html").exists() and (report / "estimator.json").exists()
@@ -227,11 +227,13 @@ def test_demo_story_on_the_smoke_space(tmp_path: Path, capsys: pytest.CaptureFix
         ray.shutdown()
 
 
-def check_predictions(uri: str, frame: pd.DataFrame) -> None:
-    """Prediction runs: LRG 5 of each group, linked to a reference with plan_lrg.json."""
+def check_predictions(uri: str, frame: pd.DataFrame, downloads: Path) -> None:
+    """Prediction runs: LRG 5 of each group, linked to a reference with plan_lrg.json
+    (downloaded into ``downloads``, not a temporary folder left behind)."""
     from orchestrator import store
 
     client = store.make_client(uri)
+    downloads.mkdir(exist_ok=True)
     references = frame.loc[frame["tags.spectral_sweep.role"] == "reference"]
     predictions = frame.loc[frame["tags.spectral_sweep.role"] == "prediction"]
     assert set(predictions["params.lrg"]) == {"5"}
@@ -239,7 +241,8 @@ def check_predictions(uri: str, frame: pd.DataFrame) -> None:
     assert (predictions["metrics.predicted_miou"] > 0).all()
     assert predictions["metrics.miou"].isna().all()  # nothing was measured for them
     for run_id in references["run_id"]:
-        plan = json.loads(Path(client.download_artifacts(run_id, "plan_lrg.json")).read_text())
+        got = client.download_artifacts(run_id, "plan_lrg.json", str(downloads))
+        plan = json.loads(Path(got).read_text())
         assert [row["lrg"] for row in plan["rows"]] == [9, 5]
         assert plan["estimator"]["slope"] == pytest.approx(0.6725)
         recommended = frame.loc[frame["run_id"] == run_id, "metrics.recommended_lrg"].iloc[0]
