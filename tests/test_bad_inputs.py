@@ -316,6 +316,22 @@ def test_trial_config_pretrained_that_is_no_state_dict(tmp_path: Path) -> None:
     assert caught.value.__cause__ is None and UNSAFE_ADVICE not in str(caught.value)
 
 
+def test_weights_file_check_names_what_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The torch-free first look the preflight and the trial share (trainables.weights_file)."""
+    from trainables.errors import InputError
+    from trainables.weights_file import check_weights_file
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "w.pth").write_bytes(b"not read here")
+    assert check_weights_file("~/w.pth") == tmp_path / "w.pth"  # ~ is the user's home
+    for given, what in ((tmp_path, "is not a file"), (tmp_path / "none.pth", "not found")):
+        with pytest.raises(InputError) as caught:
+            check_weights_file(given)
+        assert str(caught.value).startswith(f"pretrained {str(given)!r}: weights file {what};")
+
+
 def test_pretrained_safetensors_and_pth_load(tmp_path: Path) -> None:
     import torch
     from safetensors.torch import save_file
