@@ -266,6 +266,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: The test servers run without MLflow's job runner (GenAI scorers, which no test uses): it
+#: starts a consumer process and makes a job store in ``/dev/shm`` that MLflow never removes,
+#: one per server start.
+SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 class MlflowServer:
     """A real ``mlflow server`` on 127.0.0.1, stoppable and restartable on the same port and
     store (a tracking outage)."""
@@ -284,6 +290,7 @@ class MlflowServer:
              str(self.root / "server-artifacts"), "--host", "127.0.0.1", "--port",
              str(self.port), "--workers", "1"],
             cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **SERVER_ENV},
         )  # fmt: skip
         wait_for(self.healthy, timeout, "mlflow server healthy")
 
