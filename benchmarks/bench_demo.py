@@ -16,7 +16,8 @@ start to last end, from MLflow), between them and after: where the cores wait ra
 work. And the same CPUs x wall by what the trial slots did, from the MLflow runs' spans:
 training, the runs' other time (the first runs of each sweep apart: their workers start cold),
 slots with no run open (tails and hand-overs), and the time before, between and after the
-runs. The FLOPs cache is the user's
+runs. Then the CPU-seconds not spent training against what the share goal leaves for them
+(with this training, and together with the wall-time goal). The FLOPs cache is the user's
 (``trainables.flops_cache``): the first demo on a machine fills it.
 """
 
@@ -266,6 +267,7 @@ def main() -> int:
         print(f"  {cpus} CPUs x wall: {breakdown(cpus * seconds, training, spent)}", flush=True)
         print(f"  idle CPU seconds by phase: {phases}", flush=True)
         print(f"  {cpus} CPUs x wall by the trial slots' use: {slots}", flush=True)
+        print(f"  {budget_line(cpus, seconds, training)}", flush=True)
     print(goals_line(results))
     return 0
 
@@ -273,6 +275,20 @@ def main() -> int:
 #: The demo's goals (performance issue): end to end, and training over CPUs x wall.
 WALL_GOAL_S = 180.0
 SHARE_GOAL = 0.85
+
+
+def budget_line(cpus: int, seconds: float, training: float) -> str:
+    """The CPU-seconds that were not training against what the goals leave for them: the share
+    goal with this demo's training (``training x (1 - g) / g``), and both goals together
+    (``(1 - g) x CPUs x the wall goal``, whatever the training)."""
+    rest = cpus * seconds - training
+    share_allows = training * (1 - SHARE_GOAL) / SHARE_GOAL
+    both_allow = (1 - SHARE_GOAL) * cpus * WALL_GOAL_S
+    return (
+        f"not training: {rest:.0f} CPU-s; a share >= {SHARE_GOAL} allows {share_allows:.0f} with "
+        f"this training, and with <= {WALL_GOAL_S:.0f} s as well {both_allow:.0f} whatever the "
+        "training"
+    )
 
 
 def goals_line(results: list[tuple[float, float]]) -> str:
