@@ -16,7 +16,7 @@ start to last end, from MLflow), between them and after: where the cores wait ra
 work. And the same CPUs x wall by what the trial slots did, from the MLflow runs' spans:
 training, the runs' other time (the first runs of each sweep apart: their workers start cold),
 slots with no run open (tails and hand-overs), and the time before, between and after the
-runs. Then the CPU-seconds not spent training against what the share goal leaves for them
+runs. Then the CPUs x wall not spent training against what the share goal leaves for it
 (with this training, and together with the wall-time goal). The FLOPs cache is the user's
 (``trainables.flops_cache``): the first demo on a machine fills it.
 """
@@ -278,16 +278,16 @@ SHARE_GOAL = 0.85
 
 
 def budget_line(cpus: int, seconds: float, training: float) -> str:
-    """The CPU-seconds that were not training against what the goals leave for them: the share
+    """The CPUs x wall that was not training against what the goals leave for it: the share
     goal with this demo's training (``training x (1 - g) / g``), and both goals together
     (``(1 - g) x CPUs x the wall goal``, whatever the training)."""
     rest = cpus * seconds - training
     share_allows = training * (1 - SHARE_GOAL) / SHARE_GOAL
     both_allow = (1 - SHARE_GOAL) * cpus * WALL_GOAL_S
     return (
-        f"not training: {rest:.0f} CPU-s; a share >= {SHARE_GOAL} allows {share_allows:.0f} with "
-        f"this training, and with <= {WALL_GOAL_S:.0f} s as well {both_allow:.0f} whatever the "
-        "training"
+        f"not training: {rest:.0f} s of {cpus} CPUs x wall; a share >= {SHARE_GOAL} allows "
+        f"{share_allows:.0f} s with this training, and with <= {WALL_GOAL_S:.0f} s of wall as "
+        f"well {both_allow:.0f} s whatever the training"
     )
 
 

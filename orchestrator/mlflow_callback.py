@@ -110,7 +110,8 @@ class MlflowTrackingCallback(tune.Callback):
         # touched on the writer thread only
         self._runs: dict[str, str | None] = {}  # trial id -> run id (None: already finished)
         self._last_step: dict[str, int] = {}  # run id -> highest epoch logged
-        # added on Tune's thread, removed on the writer's once written (or at the final flush)
+        # added on Tune's thread; removed on the writer's once written, or on Tune's by the
+        # final flush once the writer has stopped (the copies of lost writes)
         self._copies: set[Path] = set()  # driver-side copies of checkpoint artifacts
         # touched on Tune's thread only
         self._closed: set[str] = set()
@@ -263,9 +264,10 @@ class MlflowTrackingCallback(tune.Callback):
                 self._close(trial, "KILLED", None, epochs_completed(trial.last_result))
         if self._queue is not None:
             self.lost += self._queue.close(self.flush_seconds)
+            if self._queue.stopped:  # else a write still running may read its copy
+                for copy in list(self._copies):  # the copies of writes that were lost
+                    self._remove_copy(copy)
             self._queue = None
-            for copy in list(self._copies):  # the copies of writes that were lost
-                self._remove_copy(copy)
             if self.lost:
                 log.warning(
                     "tracking store %s: %d write(s) could not be made: %s",
@@ -316,7 +318,7 @@ class MlflowTrackingCallback(tune.Callback):
         self.queue.put(f"close the run of trial {trial_id} ({status})", close)
 
     def _remove_copy(self, artifacts: Path) -> None:
-        """A driver-side artifact copy is removed once its write is made or lost."""
+        """Forget and delete a driver-side artifact copy (its write made, not needed, or lost)."""
         self._copies.discard(artifacts)
         shutil.rmtree(artifacts, ignore_errors=True)
 
@@ -344,10 +346,14 @@ def _copy_artifacts(checkpoint: Any, with_model: bool = False) -> Path | None:
     names = list(store.TRIAL_ARTIFACTS)
     if with_model:
         names.append(Artifact.CHECKPOINT_PT)
-    with checkpoint.as_directory() as directory:
-        for name in names:
-            if (Path(directory) / name).exists():
-                shutil.copy2(Path(directory) / name, target / name)
+    try:
+        with checkpoint.as_directory() as directory:
+            for name in names:
+                if (Path(directory) / name).exists():
+                    shutil.copy2(Path(directory) / name, target / name)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)  # no half-made copy left behind
+        raise
     return target
 
 

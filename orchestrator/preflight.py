@@ -18,6 +18,7 @@ from orchestrator.uris import check_tracking_uri, is_local_uri, sqlite_path
 from trainables.dataset_registry import dataset_spec
 from trainables.errors import InputError
 from trainables.run_schema import Strategy
+from trainables.weights_file import check_weights_file
 
 if TYPE_CHECKING:
     from orchestrator.settings import SweepSettings
@@ -138,7 +139,7 @@ def check_offline(settings: SweepSettings) -> None:
     trials = settings.search_space().trials()
     check_data_roots(trials, local=settings.address is None)
     if settings.address is None:
-        check_weight_files(trials)
+        check_pretrained_files(trials)
         check_devices(trials)
     check_estimator_file(settings)
 
@@ -157,11 +158,9 @@ def check_devices(trials: Sequence[TrialConfig]) -> None:
         )
 
 
-def check_weight_files(trials: Sequence[TrialConfig]) -> None:
+def check_pretrained_files(trials: Sequence[TrialConfig]) -> None:
     """With the embedded Ray, a ``pretrained`` weights path must be a file on this machine (a
     cheap look: each trial reads it; on a cluster the path is the workers')."""
-    from trainables.weights_file import check_weights_file
-
     for path in dict.fromkeys(t.weights_path for t in trials if t.weights_path is not None):
         check_weights_file(path)
 
@@ -207,10 +206,10 @@ __all__ = [
     "check_new_experiment",
     "check_new_sweep",
     "check_offline",
+    "check_pretrained_files",
     "check_resumed_sweep",
     "check_scheduler",
     "check_storage",
     "check_tracking",
-    "check_weight_files",
     "sweep_exists",
 ]

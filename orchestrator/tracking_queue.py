@@ -87,6 +87,12 @@ class WriteQueue:
         self._thread.join(timeout=self.slow_seconds + 5.0)
         return lost
 
+    @property
+    def stopped(self) -> bool:
+        """Whether the writer thread has ended (after :meth:`close`, False while a slow write
+        it had begun still runs)."""
+        return not self._thread.is_alive()
+
     # ------------------------------------------------------------------ the writer thread
 
     def _work(self) -> None:

@@ -72,6 +72,22 @@ def test_queue_names_a_slow_store(caplog: pytest.LogCaptureFixture) -> None:
     assert "tracking store http://slow:5000 is slow: open the run of trial t1 took" in caplog.text
 
 
+def test_queue_says_whether_a_write_outlived_its_close() -> None:
+    """A write still running when ``close`` gives up on the writer: ``stopped`` is False (the
+    callback then keeps the artifact copies such a write may read), True once it ends."""
+    release = threading.Event()
+    queue = WriteQueue("http://slow:5000", slow_seconds=0.1)
+    queue.put("close the run of trial t1", lambda: release.wait(30))
+    time.sleep(0.2)  # the writer has begun the write
+    assert queue.close(timeout=0.1) == ["close the run of trial t1"]  # not made in time
+    assert not queue.stopped
+    release.set()
+    deadline = time.monotonic() + 10
+    while not queue.stopped and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert queue.stopped
+
+
 def test_putting_never_waits_for_the_store() -> None:
     queue = WriteQueue("http://127.0.0.1:1")
     queue.put("slow", lambda: time.sleep(1.0))

@@ -7,12 +7,6 @@ from pathlib import Path
 
 from trainables.errors import InputError
 
-#: What a pretrained weights file must hold (the end of every error about its content).
-STATE_DICT_EXPECTED = (
-    "expected a state dict of the backbone (a .pth/.pt/.safetensors file holding a mapping of "
-    "parameter names to tensors)"
-)
-
 
 def check_weights_file(path: str | Path) -> Path:
     """``path`` (``~`` expanded) when it is a file; else an InputError naming it."""

@@ -22,13 +22,18 @@ from torch.func import functional_call
 
 from trainables.errors import InputError
 from trainables.models.units import Consumer, PrunableUnit
-from trainables.weights_file import STATE_DICT_EXPECTED, check_weights_file
+from trainables.weights_file import check_weights_file
 
 #: Output strides the heads are built for (ASPP rates scale with it). 16 is the paper's setting;
 #: 32 (no dilation) is the configuration its encoder FLOPs (95.6 G) correspond to.
 OUTPUT_STRIDES = (8, 16, 32)
 #: Prefixes stripped from checkpoint keys (DataParallel, our own model, common wrappers).
 _KEY_PREFIXES = ("", "module.", "encoder.backbone.", "backbone.", "encoder.", "model.")
+#: What a pretrained weights file must hold (the end of every error about its content).
+STATE_DICT_EXPECTED = (
+    "expected a state dict of the backbone (a .pth/.pt/.safetensors file holding a mapping of "
+    "parameter names to tensors)"
+)
 
 
 def check_backbone(name: str) -> None:
