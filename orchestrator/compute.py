@@ -20,6 +20,7 @@ not counted. Image counts: the data set built as the trial builds it when that i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,17 +151,31 @@ Architecture = tuple[str, str, int, int]
 Progress = Callable[[int, int, Architecture, int], None]
 
 
-def count_grids(
-    needs: Mapping[Architecture, set[int]], progress: Progress | None = None
-) -> dict[tuple[Architecture, int], float]:
-    """Forward GFLOPs of every (architecture, grid), unpruned at output stride 16; one network
-    per architecture (``grid_flops``, cached in this process)."""
+def counts_on_disk(
+    needs: Mapping[Architecture, set[int]],
+) -> dict[Architecture, dict[int | None, float] | None]:
+    """The FLOPs cache's GFLOPs of each architecture's grids, None where any is not on disk
+    (no torch import either way)."""
     from trainables.flops_cache import cached_gflops
 
+    return {
+        arch: cached_gflops(*arch, sorted(grids, reverse=True)) for arch, grids in needs.items()
+    }
+
+
+def count_grids(
+    needs: Mapping[Architecture, set[int]],
+    progress: Progress | None = None,
+    on_disk: Mapping[Architecture, dict[int | None, float] | None] | None = None,
+) -> dict[tuple[Architecture, int], float]:
+    """Forward GFLOPs of every (architecture, grid), unpruned at output stride 16; one network
+    per architecture (``grid_flops``, cached in this process). ``on_disk``:
+    :func:`counts_on_disk` of ``needs``, when the caller already read it."""
+    on_disk = counts_on_disk(needs) if on_disk is None else on_disk
     out: dict[tuple[Architecture, int], float] = {}
     missing = {}
     for arch, grids in needs.items():
-        cached = cached_gflops(*arch, sorted(grids, reverse=True))
+        cached = on_disk[arch]
         if cached is None:
             missing[arch] = grids
         else:  # counted before, by any process: no network, no torch import
@@ -184,12 +199,15 @@ class CountPlan:
     facts: dict[str, DataFacts]
     needs: dict[Architecture, set[int]]
 
+    @functools.cached_property
+    def on_disk(self) -> dict[Architecture, dict[int | None, float] | None]:
+        """:func:`counts_on_disk` of :attr:`needs`, read once for the check and the count."""
+        return counts_on_disk(self.needs)
+
     def uncounted_backbones(self) -> list[str]:
         """Backbones of the architectures whose counts are not all on disk (counting them
         builds the network, so the name must be timm's)."""
-        from trainables.flops_cache import cached_gflops
-
-        missing = (a for a, g in self.needs.items() if cached_gflops(*a, sorted(g)) is None)
+        missing = (arch for arch, cached in self.on_disk.items() if cached is None)
         return list(dict.fromkeys(arch[1] for arch in missing))
 
 
@@ -215,7 +233,7 @@ def estimate(
     (``plan``: :func:`plan_counts` of the same trials, when the caller already made it)."""
     plan = plan_counts(trials) if plan is None else plan
     facts = plan.facts
-    gflops = count_grids(plan.needs, progress)
+    gflops = count_grids(plan.needs, progress, plan.on_disk)
     out: list[TrialCompute | None] = []
     for trial in trials:
         fact = facts[trial.key]
@@ -262,6 +280,7 @@ __all__ = [
     "DataFacts",
     "TrialCompute",
     "count_grids",
+    "counts_on_disk",
     "data_facts",
     "estimate",
     "evaluations",
