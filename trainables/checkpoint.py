@@ -90,10 +90,10 @@ SCRATCH_PREFIX = "spectral-sweep-trial-"
 
 def scratch_folder(directory: str | None = None) -> tempfile.TemporaryDirectory[str]:
     """A new scratch folder for one trial's checkpoints (in :func:`scratch_dir`), named by this
-    process's pid namespace and pid. A trial process that is killed (out of memory, ``kill -9``, a lost node)
-    never removes its folder, and in ``/dev/shm`` that is memory held until the machine
-    reboots (a checkpoint or two, 67-133 MB each for the demo's networks), so the folders of
-    trial processes that no longer run are removed first (:func:`remove_stale_scratch`).
+    process's pid namespace and pid. A trial process that is killed (out of memory, ``kill -9``,
+    a lost node) never removes its folder, and in ``/dev/shm`` that is memory held until the
+    machine reboots (a checkpoint or two, 67-133 MB each for the demo's networks), so the
+    folders of trial processes that no longer run are removed first (:func:`remove_stale_scratch`).
     ``directory``: instead of :func:`scratch_dir`."""
     where = scratch_dir() if directory is None else directory
     remove_stale_scratch(where)
