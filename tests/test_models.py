@@ -116,6 +116,51 @@ def test_deeplab_decoder_runs_at_lrg() -> None:
     assert shapes == [(1, 256, 7, 7)]
 
 
+def _conv_bn_relu(x: torch.Tensor, block: nn.Module) -> torch.Tensor:
+    """A ConvBNAct block in eval mode, written out with torch.nn.functional."""
+    conv, bn = block.conv, block.bn  # type: ignore[union-attr]
+    x = torch.nn.functional.conv2d(x, conv.weight, None, padding=conv.padding)
+    x = torch.nn.functional.batch_norm(
+        x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps
+    )
+    return torch.relu(x)
+
+
+@pytest.mark.parametrize(("size", "lrg"), [((65, 65), 9), ((64, 50), 7)])
+def test_deeplab_truncation_follows_the_definition(size: tuple[int, int], lrg: int) -> None:
+    """DESIGN's feature truncation at LRG s, written out step by step: the decoder's inputs
+    (stride-4 features and ASPP output) resized bilinearly to s x s, the decoder convolutions at
+    s x s, the logits upsampled bilinearly to the input. The encoder and ASPP are the model's;
+    BatchNorm statistics are made non-trivial so that a skipped step would show."""
+    model = tiny("deeplabv3plus", lrg=lrg)
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_(0.0, 0.1, generator=generator)
+            module.running_var.uniform_(0.5, 1.5, generator=generator)
+    x = torch.randn(1, 3, *size, generator=generator)
+    decoder = model.decoder
+    with torch.no_grad():
+        low, _mid, aspp = model.encode(x)
+
+        def to_grid(t: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.interpolate(
+                t, size=(lrg, lrg), mode="bilinear", align_corners=False
+            )
+
+        fused = torch.cat([to_grid(aspp), _conv_bn_relu(to_grid(low), decoder.reduce)], dim=1)
+        fused = _conv_bn_relu(_conv_bn_relu(fused, decoder.fuse1), decoder.fuse2)
+        logits = torch.nn.functional.conv2d(
+            fused, decoder.classifier.weight, decoder.classifier.bias
+        )
+        expected = torch.nn.functional.interpolate(
+            logits, size=size, mode="bilinear", align_corners=False
+        )
+        got = model(x)
+    assert logits.shape[-2:] == (lrg, lrg)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_dan_stage_grids_capped_at_lrg() -> None:
     model = tiny("dan", lrg=7)  # native stage grids at 65: 17 (stride 4), 9 (8), 5 (16)
     shapes: dict[str, tuple[int, ...]] = {}

@@ -302,6 +302,40 @@ def test_accumulator_over_sizes_is_the_valid_pixel_weighted_combination() -> Non
     assert acc.r_ce(16) == 0.0
 
 
+def test_dataset_r_ce_is_a_ratio_of_sums_not_a_mean_of_ratios() -> None:
+    """DESIGN: over a data set, the band profile and L_CE are sums over images weighted by
+    N_valid, and R_ce is formed from those sums. Checked against the definition image by image
+    (``reference_spectrum``) on two images that disagree: one with constant logits (all of its
+    CE in band 0, so R_ce 0 at every band) and every pixel valid, and a random one with a
+    quarter of its pixels valid; the mean of the two images' R_ce is about twice the right
+    value here, so the test tells the two readings apart."""
+    height = width = 16
+    rows = torch.arange(height).view(-1, 1).expand(height, width)
+    smooth_labels = (rows >= height // 2).long().unsqueeze(0)  # two halves
+    smooth_logits = torch.zeros(1, 3, height, width, dtype=torch.float64)
+    rough_logits, rough_labels = make_batch(1, 3, height, width, seed=7, ignore=0.0)
+    rough_labels[:, 4:, :] = IGNORE  # a quarter of its pixels are valid
+    images = [(smooth_logits, smooth_labels), (rough_logits.double(), rough_labels)]
+    acc = SpectrumAccumulator(precision="double")
+    for logits, labels in images:
+        acc.update(logits, labels)
+
+    nu_max = 2
+    profile_sum, ce_sum, ratios = torch.zeros(height // 2 + 1, dtype=torch.float64), 0.0, []
+    for logits, labels in images:
+        ref = reference_spectrum(logits, labels)
+        n_valid = int((labels != IGNORE).sum())
+        ce = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum").item()
+        profile_sum += ref["profile"] * n_valid
+        ce_sum += ce
+        ratios.append(abs(1.0 - ref["profile"][: nu_max + 1].sum().item() / (ce / n_valid)))
+    ratio_of_sums = abs(1.0 - profile_sum[: nu_max + 1].sum().item() / ce_sum)
+    mean_of_ratios = sum(ratios) / len(ratios)
+    assert ratios[0] == pytest.approx(0.0, abs=1e-12)
+    assert mean_of_ratios > 1.5 * ratio_of_sums > 0.01  # the two readings differ here
+    assert acc.r_ce(nu_max) == pytest.approx(ratio_of_sums, rel=1e-9)
+
+
 def test_to_frame_and_csv(tmp_path: Path) -> None:
     acc = SpectrumAccumulator()
     acc.update(*make_batch(2, 5, 17, 17, seed=4))

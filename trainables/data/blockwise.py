@@ -31,7 +31,9 @@ __all__ = ["blockwise_grid", "blockwise_labels", "cell_weights", "centre_cells"]
 def blockwise_grid(nu_max: int, height: int, width: int) -> tuple[int, int]:
     """The label grid of band limit ``nu_max`` on an ``H x W`` map: ``min(s, H) x min(s, W)``.
 
-    A side already at or below ``s = 2 nu_max + 1`` pixels keeps its native resolution.
+    A side already at or below ``s = 2 nu_max + 1`` pixels keeps its native resolution: the
+    identity at ``s >=`` the image size, read side by side, so on a crop that is not square a
+    short side stays native while the long side is averaged onto ``s`` cells.
     """
     s = lrg_of_band(_check_band(nu_max))
     return min(s, height), min(s, width)
