@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from analysis.drops import drop_table, fit_drops
 from analysis.estimator import DEFAULT_R_CE_MAX, LINEAR, Estimator
-from analysis.groups import ANNOTATION, TRUNCATION, Group, find_groups, prepare_runs
+from analysis.groups import (
+    ANNOTATION,
+    TRUNCATION,
+    Group,
+    find_groups,
+    is_exact,
+    prepare_runs,
+)
 from analysis.runs import warn
 from analysis.strategies import (
     Candidate,
@@ -84,8 +91,9 @@ class BacktestResult:
 
     def summary(self) -> dict[str, Any]:
         """``{strategy, lodo, groups, exact, mean_regret, max_regret, trainings,
-        exhaustive_trainings, per_group}`` (regrets over truncation groups)."""
-        regrets = [g["regret"] for g in self.per_group if _finite(g["regret"])]
+        exhaustive_trainings, per_group}`` (regrets over truncation groups; a pick whose
+        measured mIoU is 0 has an infinite regret, and so has then the mean and the worst)."""
+        regrets = [g["regret"] for g in self.per_group if _regret(g["regret"])]
         violations = sum(not g["within_max_drop"] for g in self.per_group)
         return {
             "strategy": self.strategy,
@@ -108,8 +116,10 @@ class BacktestResult:
         return pd.DataFrame(self.per_group, columns=list(GROUP_COLUMNS))
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
+def _regret(value: Any) -> bool:
+    """A regret to summarise: a number, infinite included (NaN: none, e.g. an annotation group
+    or a pick beyond ``max_drop``)."""
+    return isinstance(value, int | float) and not math.isnan(value)
 
 
 def _json(value: Any) -> Any:
@@ -168,8 +178,8 @@ def _expected_configurations(groups: Sequence[Group]) -> dict[tuple[Any, ...], s
 def _incomplete(
     group: Group, drops: pd.DataFrame, expected: dict[tuple[Any, ...], set[float]]
 ) -> str:
-    if group.reference is None:
-        return "no reference run"
+    if group.unanchored:
+        return group.unanchored
     missing = sorted(expected[_siblings_key(group)] - _configurations(group))
     if missing:
         what = "LRG" if group.kind == TRUNCATION else "nu_max"
@@ -353,7 +363,7 @@ def _outcome(case: Case, pick: Pick, options: StrategyOptions) -> dict[str, Any]
     row.update(
         optimal=best.lrg,
         picked=picked.lrg,
-        exact=best.key == picked.key,
+        exact=within and is_exact(measured_fpi[picked.key], measured_fpi[best.key]),
         optimal_fpi=measured_fpi[best.key],
         picked_fpi=measured_fpi[picked.key],
         # a pick beyond max_drop has no regret: it is a violation (counted in the summary)

@@ -33,6 +33,9 @@ def drop_table(groups: list[Group], r_ce_max: float = DEFAULT_R_CE_MAX) -> pd.Da
     for group in groups:
         ref = group.reference
         if ref is None:
+            continue  # warned where the groups are made
+        if group.unanchored:
+            warn(f"group {group.label}: {group.unanchored}; left out of the drops and the fit")
             continue
         members = group.rows.to_dict("records")
         if all(r["run_id"] != ref["run_id"] for r in members):

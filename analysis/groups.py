@@ -65,6 +65,13 @@ def least_fpi(rows: pd.DataFrame) -> pd.Series:
     return rows.sort_values(["fpi", "lrg"], ascending=[True, False]).iloc[0]
 
 
+def is_exact(picked_fpi: float, least: float) -> bool:
+    """Whether a pick is an FPI optimum of its group: its measured FPI is the least. A pick
+    that ties the optimum :func:`least_fpi` names (ties name the larger LRG) counts; an
+    unmeasured pick (NaN) does not."""
+    return bool(picked_fpi == least)
+
+
 # --------------------------------------------------------------------- preparing
 
 
@@ -131,6 +138,22 @@ class Group:
     curve: dict[int, float] = field(default_factory=dict)  # band -> R_ce of the reference
     curve_source: str = ""  # "spectrum.csv", "r_ce_nu metrics", "r_ce column", "sibling"
     spectrum: pd.DataFrame | None = None  # the reference's spectrum.csv (averaged over seeds)
+
+    @property
+    def unanchored(self) -> str:
+        """Why relative drops cannot be taken in this group ('' when they can): it has no
+        reference run, or its reference's mIoU is not above 0 (a drop relative to 0 is
+        undefined). Such a group still has an optimal LRG; it has no drops, no points in the
+        fit and no backtest."""
+        if self.reference is None:
+            return "no reference run"
+        miou = float(self.reference["miou"])
+        if not miou > 0:
+            run = self.reference.get("run_id", "")
+            return (
+                f"its reference run {run} has mIoU {miou:g}, so drops relative to it are undefined"
+            )
+        return ""
 
 
 def group_label(key: dict[str, Any], kind: str) -> str:
@@ -309,6 +332,7 @@ __all__ = [
     "find_groups",
     "fpi",
     "group_keys",
+    "is_exact",
     "least_fpi",
     "optimal_lrg",
     "prepare_runs",

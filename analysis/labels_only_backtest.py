@@ -80,7 +80,7 @@ def labels_only_backtest(
     """
     import pandas as pd
 
-    from analysis.groups import TRUNCATION, find_groups, least_fpi, prepare_runs
+    from analysis.groups import TRUNCATION, find_groups, is_exact, least_fpi, prepare_runs
     from analysis.runs import warn
 
     prepared = runs if {"kind", "n_runs"} <= set(runs.columns) else prepare_runs(runs)
@@ -89,6 +89,10 @@ def labels_only_backtest(
     skipped: list[str] = []
     for group in find_groups(prepared):
         if group.kind != TRUNCATION or group.reference is None:
+            continue
+        if group.unanchored:
+            skipped.append(group.label)
+            warn(f"group {group.label}: {group.unanchored}; left out")
             continue
         dataset = str(group.key["dataset"])
         if dataset not in label_curves:
@@ -123,7 +127,7 @@ def labels_only_backtest(
                 "spearman": spearman(predicted, measured),
                 "pick_lrg": pick,
                 "optimal_lrg": int(best["lrg"]),
-                "exact": pick == int(best["lrg"]),
+                "exact": is_exact(fpi_of[pick], float(best["fpi"])),
                 "regret": fpi_of[pick] / float(best["fpi"]) - 1.0,
             }
         )

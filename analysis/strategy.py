@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from analysis.estimator import Estimator
-from analysis.groups import ANNOTATION, TRUNCATION, least_fpi
+from analysis.groups import ANNOTATION, TRUNCATION, is_exact, least_fpi
 from analysis.plan import Plan, plan_lrgs, plan_reference
 from analysis.references import ReferenceRun
 from trainables.config import TrialConfig
@@ -224,7 +224,7 @@ def verdict(plans: Sequence[GroupPlan], exhaustive_rows: pd.DataFrame) -> pd.Dat
                 "prune_rate": ref.prune_rate,
                 "optimal_lrg": int(best["lrg"]),
                 "picked_lrg": picked,
-                "exact": picked == int(best["lrg"]),
+                "exact": is_exact(picked_fpi, float(best["fpi"])),
                 "optimal_fpi": float(best["fpi"]),
                 "picked_fpi": picked_fpi,
                 "regret": picked_fpi / float(best["fpi"]) - 1.0,

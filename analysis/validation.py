@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from analysis.drops import fit_drops
 from analysis.estimator import DEFAULT_R_CE_MAX, Estimator
-from analysis.groups import BASE_KEYS, TRUNCATION, Group, least_fpi
+from analysis.groups import BASE_KEYS, TRUNCATION, Group, is_exact, least_fpi
 from analysis.plan import plan_lrgs
 from analysis.runs import warn
 from trainables.errors import InputError
@@ -85,7 +85,7 @@ def _lodo_group(group: Group, drops: pd.DataFrame, estimator: Estimator) -> dict
     return {
         "true_lrg": int(truth["lrg"]),
         "picked_lrg": int(picked),
-        "exact": int(truth["lrg"]) == int(picked),
+        "exact": is_exact(fpi_picked, fpi_opt),
         "fpi_opt": fpi_opt,
         "fpi_picked": fpi_picked,
         "regret": (fpi_picked - fpi_opt) / fpi_opt,

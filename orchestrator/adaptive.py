@@ -36,7 +36,12 @@ from analysis.strategies import (
 from analysis.strategy import TRUNCATION, EstimateGroup
 from orchestrator import store
 from orchestrator.settings import SweepOutcome, SweepSettings
-from orchestrator.strategy import experiment_client, phase_settings, start_strategy
+from orchestrator.strategy import (
+    experiment_client,
+    phase_settings,
+    reference_of,
+    start_strategy,
+)
 from trainables.config import TrialConfig
 from trainables.grids import band_of_lrg, native_band
 from trainables.run_schema import Artifact, Metric, Role, Tag
@@ -59,7 +64,8 @@ class AdaptiveOutcome:
     phases: list[SweepOutcome] = field(default_factory=list)
     choices: list[Choice] = field(default_factory=list)
     picks: list[Pick] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # groups whose reference did not finish
+    #: Groups with no reference to plan from, and why (``strategy.reference_of``).
+    skipped: dict[str, str] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)  # trainings that failed (group stopped)
 
     @property
@@ -132,16 +138,13 @@ def _problems(
 ) -> tuple[list[GroupProblem], dict[str, TrialConfig], dict[str, str]]:
     """Each group with a finished reference as the planner sees it; the candidates' configs
     by key; each group's reference run id."""
-    from analysis.references import reference_from_run
-
     problems, configs, runs = [], {}, {}
     for group in groups:
-        run = store.find_config_run(client, experiment_id, group.reference_key, Role.REFERENCE)
-        if run is None or run.info.status != "FINISHED":
-            outcome.skipped.append(group.label)
-            log.warning("%s: the reference trial did not finish; not planned", group.label)
+        reference, why = reference_of(settings, client, experiment_id, group)
+        if reference is None:
+            outcome.skipped[group.label] = why
+            log.warning("%s: %s; not planned", group.label, why)
             continue
-        reference = reference_from_run(settings.tracking_uri, run.info.run_id)
         problems.append(_problem(group, reference))
         configs.update({c.key: c for c in group.candidates})
         runs[_label(group)] = reference.run_id

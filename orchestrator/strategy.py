@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -43,6 +44,8 @@ from trainables.run_schema import Artifact, Metric, Role, Strategy, Tag
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from analysis.references import ReferenceRun
+
 log = logging.getLogger(__name__)
 
 CONFIRM_SUFFIX = "-confirm"
@@ -57,7 +60,8 @@ class EstimateOutcome:
     references: SweepOutcome
     plans: list[GroupPlan] = field(default_factory=list)
     confirmations: SweepOutcome | None = None
-    skipped: list[str] = field(default_factory=list)  # groups whose reference did not finish
+    #: Groups with no reference to plan from, and why (``reference_of``).
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def trainings(self) -> int:
@@ -175,26 +179,41 @@ def experiment_client(settings: SweepSettings) -> tuple[MlflowClient, str]:
     return client, store.ensure_experiment(client, experiment, settings.tracking_uri)
 
 
-def record_predictions(
-    settings: SweepSettings, groups: list[EstimateGroup], estimator: Estimator
-) -> tuple[list[GroupPlan], list[str]]:
-    """Plan every group from its finished reference run and record the predictions in MLflow."""
+def reference_of(
+    settings: SweepSettings, client: MlflowClient, experiment_id: str, group: EstimateGroup
+) -> tuple[ReferenceRun | None, str]:
+    """A group's reference run read back from MLflow, or None and why there is nothing to plan
+    from: its trial did not finish, or it trained to mIoU 0 (drops relative to 0 are
+    undefined: every prediction would divide by it)."""
     from analysis.references import reference_from_run
 
+    run = store.find_config_run(client, experiment_id, group.reference_key, Role.REFERENCE)
+    if run is None or run.info.status != "FINISHED":
+        return None, "the reference trial did not finish"
+    miou = run.data.metrics.get(Metric.MIOU, math.nan)
+    if not miou > 0:
+        return None, f"the reference trained to mIoU {miou:g}"
+    return reference_from_run(settings.tracking_uri, run.info.run_id), ""
+
+
+def record_predictions(
+    settings: SweepSettings, groups: list[EstimateGroup], estimator: Estimator
+) -> tuple[list[GroupPlan], dict[str, str]]:
+    """Plan every group from its finished reference run and record the predictions in MLflow;
+    the plans, and the groups with no reference to plan from with why."""
     client, experiment_id = experiment_client(settings)
     space_name = settings.search_space().name
     tags = store.sweep_tags(
         settings.mlflow_experiment, space_name, Strategy.ESTIMATE, Role.PREDICTION
     )
     plans: list[GroupPlan] = []
-    skipped: list[str] = []
+    skipped: dict[str, str] = {}
     for group in groups:
-        run = store.find_config_run(client, experiment_id, group.reference_key, Role.REFERENCE)
-        if run is None or run.info.status != "FINISHED":
-            skipped.append(group.label)
-            log.warning("%s: the reference trial did not finish; nothing predicted", group.label)
+        reference, why = reference_of(settings, client, experiment_id, group)
+        if reference is None:
+            skipped[group.label] = why
+            log.warning("%s: %s; nothing predicted", group.label, why)
             continue
-        reference = reference_from_run(settings.tracking_uri, run.info.run_id)
         planned = plan_group(group, reference, estimator, settings.max_drop)
         _log_plan(client, experiment_id, planned, estimator, tags)
         plans.append(planned)
@@ -278,6 +297,7 @@ __all__ = [
     "experiment_client",
     "phase_settings",
     "record_predictions",
+    "reference_of",
     "run_estimate",
     "start_strategy",
 ]

@@ -188,6 +188,19 @@ def test_nan_miou_rows_counted_and_left_out(tmp_path: Path) -> None:
 # --------------------------------------------------------------------- FPI, drops, fit
 
 
+def test_fpi_of_scalars_and_series_agree() -> None:
+    """GFLOPs / mIoU; inf at mIoU 0 (a trained net that got nothing right), NaN when mIoU is
+    NaN (no measurement: a trial's logged FPI must not read as infinitely bad)."""
+    from trainables.measures import fpi
+
+    mious = [0.5, 0.0, math.nan]
+    scalars = [fpi(139.0, m) for m in mious]
+    series = fpi(pd.Series([139.0] * 3), pd.Series(mious)).tolist()
+    assert scalars[0] == series[0] == 278.0
+    assert math.isinf(scalars[1]) and math.isinf(series[1])
+    assert math.isnan(scalars[2]) and math.isnan(series[2])
+
+
 def test_optimal_lrg_is_fpi_argmin_per_group(tmp_path: Path) -> None:
     gflops = {17: 10.0, 9: 6.0, 5: 5.0}
     rows = []

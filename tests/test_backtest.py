@@ -178,6 +178,64 @@ def test_a_group_missing_configurations_is_named_and_left_out(tmp_path: Path) ->
     assert result.exhaustive_trainings == 4
 
 
+def _with(rows: list[tuple[Any, ...]], changes: dict[tuple[str, int], tuple[float, float]]) -> Any:
+    """HAND with some (model, lrg) rows given new (gflops, miou)."""
+    out = []
+    for model, lrg, gflops, miou, r_ce in rows:
+        gflops, miou = changes.get((model, lrg), (gflops, miou))
+        out.append((model, lrg, gflops, miou, r_ce))
+    return out
+
+
+def test_a_pick_that_ties_the_optimum_is_exact(tmp_path: Path) -> None:
+    """dan's LRG 9 and 5 both measure FPI 8.0 (6 / 0.75 and 5 / 0.625, exact in binary): the
+    optimum is named by the larger LRG, and the paper's pick, 5, ties it: exact, regret 0."""
+    rows = _with(HAND, {("dan", 9): (6.0, 0.75), ("dan", 5): (5.0, 0.625)})
+    sweep = Sweep.from_runs(load_runs_csv(hand_csv(tmp_path / "tie.csv", rows)))
+    result = backtest(sweep, "paper", PAPER_ESTIMATOR)
+    dan = next(g for g in result.per_group if g["group"] == "dan / toy / prune 0")
+    assert (dan["optimal"], dan["picked"], dan["regret"]) == (9, 5, 0.0)
+    assert dan["exact"]
+    assert result.summary()["exact"] == 1  # deeplabv3plus's pick is still not an optimum
+
+
+def test_a_pick_measured_at_miou_0_has_an_unbounded_regret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The paper's pick in dan, LRG 5, measured mIoU 0: FPI inf, regret inf. The summary keeps
+    it (mean and worst inf, not the other group's alone), the CLI says so in words and its
+    JSON reads back."""
+    rows = _with(HAND, {("dan", 5): (5.0, 0.0)})
+    path = hand_csv(tmp_path / "zero.csv", rows)
+    summary = backtest(Sweep.from_runs(load_runs_csv(path)), "paper", PAPER_ESTIMATOR).summary()
+    assert math.isinf(summary["max_regret"]) and math.isinf(summary["mean_regret"])
+    assert main(["backtest", "--runs-csv", str(path), "--strategy", "paper"]) == 0
+    assert "worst unbounded (a pick measured mIoU 0)" in capsys.readouterr().out
+    assert main(["backtest", "--runs-csv", str(path), "--strategy", "paper", "--json"]) == 0
+    assert math.isinf(json.loads(capsys.readouterr().out)["max_regret"])
+
+
+def test_a_reference_at_miou_0_is_named_and_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """deeplabv3plus's reference (LRG 17) measured mIoU 0: drops relative to it are undefined.
+    ``backtest`` and ``analyze`` name the group, leave it out and go on with the other one
+    (before: ZeroDivisionError with a traceback)."""
+    path = hand_csv(tmp_path / "ref0.csv", _with(HAND, {("deeplabv3plus", 17): (10.0, 0.0)}))
+    with pytest.warns(UserWarning, match=r"deeplabv3plus / toy / prune 0: its reference run"):
+        sweep = Sweep.from_runs(load_runs_csv(path))
+    result = backtest(sweep, "paper", PAPER_ESTIMATOR)
+    assert [g["group"] for g in result.per_group] == ["dan / toy / prune 0"]
+    assert any("has mIoU 0" in line for line in result.left_out)
+    assert main(["backtest", "--runs-csv", str(path), "--strategy", "adaptive"]) == 0
+    out = tmp_path / "report"
+    assert main(["analyze", "--runs-csv", str(path), "--out", str(out)]) == 0
+    drops = pd.read_csv(out / "drops.csv")
+    assert set(drops["model"]) == {"dan"}
+    assert "deeplabv3plus" in set(pd.read_csv(out / "optimal_lrg.csv")["model"])
+    assert "Traceback" not in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------- the CLI
 
 

@@ -166,6 +166,48 @@ def test_verdict_of_an_unmeasured_pick_has_nan_regret() -> None:
     assert not row["exact"] and math.isnan(row["regret"])
 
 
+def test_verdict_counts_a_pick_that_ties_the_optimum_as_exact() -> None:
+    """Ties in measured FPI name the larger LRG as the optimum; a pick with the same FPI at
+    another LRG is an optimum too (regret 0), so it is exact."""
+    (group,) = estimate_groups([cfg(lrg=5), cfg(lrg=3)])
+    planned = plan_group(group, reference_run(), PAPER_ESTIMATOR)
+    pick, larger = planned.plan.recommended, 9  # the reference's grid names the tie
+    assert pick is not None and pick < larger
+    rows = [measured("dan", lrg, 1.0 if lrg in (pick, larger) else 2.0) for lrg in (9, 5, 3)]
+    (row,) = verdict([planned], pd.DataFrame(rows)).to_dict("records")
+    assert row["optimal_lrg"] == larger and row["picked_lrg"] == pick
+    assert row["exact"] and row["regret"] == 0.0
+
+
+def test_a_reference_at_miou_0_is_not_planned_from(tmp_path: Path) -> None:
+    """The live strategies read each group's reference back from MLflow (a real SQLite store
+    here): a reference that trained to mIoU 0 gives nothing to plan from (every drop would
+    divide by 0), and says so, as does one that did not finish."""
+    from mlflow import MlflowClient
+
+    from orchestrator.settings import SweepSettings
+    from orchestrator.strategy import reference_of
+    from trainables.run_schema import Metric, Role, Tag
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("zero")
+    (group,) = estimate_groups([cfg(lrg=5), cfg(lrg=3)])
+    settings = SweepSettings(space="smoke", name="zero", tracking_uri=uri)
+    assert reference_of(settings, client, experiment_id, group) == (
+        None,
+        "the reference trial did not finish",
+    )
+    tags = {Tag.CONFIG_KEY: group.reference_key, Tag.ROLE: Role.REFERENCE}
+    run = client.create_run(experiment_id, tags=tags)
+    client.log_metric(run.info.run_id, Metric.MIOU, 0.0)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    assert reference_of(settings, client, experiment_id, group) == (
+        None,
+        "the reference trained to mIoU 0",
+    )
+
+
 # --------------------------------------------------------------------- the whole story on Ray
 
 

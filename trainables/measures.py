@@ -11,8 +11,11 @@ from typing import Any
 
 
 def fpi(gflops: Any, miou: Any) -> Any:
-    """``gflops / miou``: a float for scalars (inf when mIoU <= 0), elementwise for Series."""
+    """``gflops / miou``: a float for scalars (inf when mIoU <= 0, NaN when it is NaN: no
+    measurement), elementwise for Series (the same values)."""
     if isinstance(miou, int | float):
+        if math.isnan(miou):
+            return math.nan
         return float(gflops) / float(miou) if miou > 0 else math.inf
     return gflops / miou
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -227,12 +228,19 @@ def _print(result: Any, summary: dict[str, Any]) -> None:
     print(format_table(rows, ["budget", "mean_regret", "max_regret", "exact", "trainings"]))
 
 
+def _percent(regret: float) -> str:
+    """A regret as a percentage; an infinite one (a pick whose measured mIoU is 0) in words."""
+    return f"{regret:.2%}" if math.isfinite(regret) else "unbounded (a pick measured mIoU 0)"
+
+
 def describe(summary: dict[str, Any]) -> str:
     """One line: exact picks, mean and worst regret, trainings against the exhaustive sweep."""
     share = summary["trainings"] / summary["exhaustive_trainings"]
     mean, worst = summary["mean_regret"], summary["max_regret"]
     regret = (
-        f"mean FPI regret {mean:.2%}, worst {worst:.2%}" if mean is not None else "no FPI groups"
+        f"mean FPI regret {_percent(mean)}, worst {_percent(worst)}"
+        if mean is not None
+        else "no FPI groups"
     )
     over = summary["over_max_drop"]
     beyond = f"; {over} pick(s) beyond --max-drop" if over else ""

@@ -62,7 +62,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--table2",
         action="store_true",
-        help="count all 56 cells of the paper's Table 2 and print them beside the paper's",
+        help=(
+            "count all 56 cells of the paper's Table 2 and print them beside the paper's "
+            "(--convention paper reproduces them; the default, compact, shows what the "
+            "trained networks cost)"
+        ),
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)

@@ -77,8 +77,8 @@ def print_estimate(outcome: Any, settings: Any) -> int:
         return code
     print()
     print(format_plans(outcome.plans))
-    for label in outcome.skipped:
-        print(f"{label}: reference trial did not finish; nothing predicted", file=sys.stderr)
+    for label, why in outcome.skipped.items():
+        print(f"{label}: {why}; nothing predicted", file=sys.stderr)
     print(
         f"estimate strategy: {outcome.trainings} trainings; predictions are MLflow runs with "
         f"tag {Tag.ROLE} = {Role.PREDICTION} in {settings.mlflow_experiment!r}"
@@ -119,8 +119,8 @@ def print_adaptive(outcome: Any, settings: Any) -> int:
     ]
     print()
     print(format_table(rows, ["group", "pick", "gflops", "trainings"]))
-    for label in outcome.skipped:
-        print(f"{label}: reference trial did not finish; nothing planned", file=sys.stderr)
+    for label, why in outcome.skipped.items():
+        print(f"{label}: {why}; nothing planned", file=sys.stderr)
     for line in outcome.failed:
         print(f"{line}: training failed; its group stopped there", file=sys.stderr)
     print(
