@@ -41,7 +41,7 @@ GPU_TFLOPS: dict[str, float] = {
 DEFAULT_UTILISATION = 0.4
 #: Published sizes of the ``train`` and ``val`` splits (used when the data is not here).
 PUBLISHED_SPLITS: dict[str, dict[str, int]] = {
-    "voc": {"train": 1464, "val": 1449},
+    "voc": {"train": 1464, "train_aug": 10582, "val": 1449},
     "cityscapes": {"train": 2975, "val": 500},
     "deepglobe": {"train": 701, "val": 102},
 }
@@ -122,8 +122,9 @@ def data_facts(cfg: TrialConfig) -> DataFacts:
             if synthetic:
                 raise
     published = PUBLISHED_SPLITS.get(cfg.dataset, {})
+    train_split = str(cfg.extra.get("train_split", "train"))
     return DataFacts(
-        _limited(published.get("train"), cfg.train_length),
+        _limited(published.get(train_split), cfg.train_length),
         _limited(published.get("val"), cfg.eval_length),
         cfg.num_classes or FIXED_NUM_CLASSES.get(cfg.dataset),
     )

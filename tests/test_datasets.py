@@ -220,6 +220,93 @@ def test_voc_sbd_train_aug(tmp_path: Path) -> None:
     assert aug.validate() == 3
 
 
+def _save_sbd_mat(path: Path, labels: np.ndarray) -> None:
+    """An SBD ``cls/<id>.mat`` as the archive has it: a MATLAB struct ``GTcls`` whose field
+    ``Segmentation`` is the class map (also ``Boundaries`` and ``CategoriesPresent``)."""
+    from scipy.io import savemat
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    present = np.unique(labels[labels > 0]).astype(np.uint8)
+    gtcls = {"Segmentation": labels.astype(np.uint8), "Boundaries": np.empty((0, 0)),
+             "CategoriesPresent": present}  # fmt: skip
+    savemat(path, {"GTcls": gtcls})
+
+
+def make_sbd(base: Path, ids: dict[str, list[str]], labels: dict[str, np.ndarray]) -> Path:
+    """SBD as ``benchmark.tgz`` unpacks under ``base``: ``benchmark_RELEASE/dataset/{img,cls}``
+    and its ``train.txt`` / ``val.txt``."""
+    dataset = base / "benchmark_RELEASE" / "dataset"
+    for split, names in ids.items():
+        (dataset / f"{split}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (dataset / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+        for seed, name in enumerate(names):
+            save_rgb(dataset / "img" / f"{name}.jpg", random_image_like(seed))
+            _save_sbd_mat(dataset / "cls" / f"{name}.mat", labels[name])
+    return dataset
+
+
+def random_image_like(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def test_voc_train_aug_from_sbd_as_published(tmp_path: Path) -> None:
+    """``train_aug`` from SBD's own archive layout: VOC train + SBD train and val, less VOC
+    val; VOC's mask where VOC has one, SBD's class map otherwise; images from VOC's
+    JPEGImages when there, else SBD's ``img``. Each mask is one class value, so the id can be
+    read back from the label."""
+    value = {"2007_000001": 1, "2007_000002": 2, "2007_000003": 3, "2008_000010": 4,
+             "2008_000011": 5, "2007_000004": 6}  # fmt: skip
+    full = {name: np.full(SIZE, v, dtype=np.uint8) for name, v in value.items()}
+    splits = {"train": ["2007_000001", "2007_000002"], "val": ["2007_000003"]}
+    make_voc(tmp_path, splits, labels=full)
+    sbd_labels = {**full, "2007_000002": np.full(SIZE, 9, dtype=np.uint8)}  # VOC's wins
+    sbd_ids = {"train": ["2007_000002", "2008_000010"], "val": ["2008_000011", "2007_000003"]}
+    make_sbd(tmp_path, sbd_ids, sbd_labels)
+    aug = build_dataset("voc", tmp_path, "train_aug", input_size=24)
+    expected = ["2007_000001", "2007_000002", "2008_000010", "2008_000011"]  # no VOC val
+    assert aug.ids == expected and aug.validate() == 4
+    read = [int(aug.label(i)[12, 12]) for i in range(4)]
+    assert read == [1, 2, 4, 5]
+    sources = [Path(aug.source(i)) for i in range(4)]
+    assert [p.suffix for p in sources] == [".png", ".png", ".mat", ".mat"]
+    assert aug.images[2].parent.name == "img"  # not in VOC's JPEGImages
+    # a trial asks for "train": option train_split picks the list, from VOCdevkit as root too
+    trained = build_dataset("voc", tmp_path / "VOCdevkit", "train", train_split="train_aug")
+    assert trained.ids == expected and trained.augment
+
+
+def test_voc_training_lists_may_not_hold_val_images(tmp_path: Path) -> None:
+    make_voc(tmp_path, aug=["2008_000001", "2007_000003"])  # 2007_000003 is in val.txt
+    with pytest.raises(
+        InputError, match=r"'train_aug' holds 1 image\(s\) of .*val\.txt.*2007_000003"
+    ):
+        build_dataset("voc", tmp_path, "train_aug")
+    plain = make_voc(tmp_path / "plain")  # neither train_aug.txt nor SBD
+    with pytest.raises(InputError, match=r"needs .*train_aug\.txt.*benchmark_RELEASE"):
+        build_dataset("voc", plain, "train", train_split="train_aug")
+
+
+def test_split_list_names_keep_their_dots_and_spaces(tmp_path: Path) -> None:
+    """A folder's split lists name stems; only an image file ending is stripped (before, the
+    name was cut at its first dot or space: 'field.2019' read 'field.png')."""
+    root = tmp_path / "tiles"
+    names = ["field", "field.2019", "field.2020", "scan 01"]
+    for seed, name in enumerate(names):
+        save_rgb(root / "images" / f"{name}.png", random_image_like(seed))
+        save_index_png(root / "masks" / f"{name}.png", np.full(SIZE, seed % 2, dtype=np.uint8),
+                       palette=False)  # fmt: skip
+    (root / "splits").mkdir()
+    (root / "splits" / "train.txt").write_text("field\nfield.2019.png\nscan 01\n")
+    (root / "splits" / "val.txt").write_text("images/field.2020.png\n")
+    train = build_dataset("folder", root, "train", num_classes=2)
+    val = build_dataset("folder", root, "val", num_classes=2)
+    assert [p.name for p in train.images] == ["field.png", "field.2019.png", "scan 01.png"]
+    assert [p.name for p in val.images] == ["field.2020.png"]
+    (root / "splits" / "val.txt").write_text("field.2019\n")
+    with pytest.raises(InputError, match=r"'train' holds 1 image\(s\) of .*field\.2019"):
+        build_dataset("folder", root, "train", num_classes=2)
+
+
 def test_voc_bad_input(tmp_path: Path) -> None:
     root = make_voc(tmp_path, labels={"2007_000003": np.full(SIZE, 30, dtype=np.uint8)})
     voc = root / "VOCdevkit" / "VOC2012"
@@ -273,6 +360,32 @@ def test_cityscapes_listing_and_bad_input(tmp_path: Path) -> None:
     (tmp_path / "gtFine" / "train" / "bremen" / "bremen_000000_000019_gtFine_labelIds.png").unlink()
     with pytest.raises(InputError, match="'bremen_000000_000019' has no mask"):
         build_dataset("cityscapes", tmp_path)
+
+
+def test_cityscapes_test_split_is_refused(tmp_path: Path) -> None:
+    """The published gtFine/test masks hold only void ids (unlabeled, ego vehicle, border, out
+    of roi): every pixel would be ignored, so an evaluation there would mean nothing."""
+    void = np.zeros(SIZE, dtype=np.uint8)
+    void[:, : W // 2] = 1  # ego vehicle
+    make_cityscapes(
+        tmp_path, "test", ["berlin_000000_000019"], labels={"berlin_000000_000019": void}
+    )
+    with pytest.raises(InputError, match=r"'test' has no public labels.*use split 'val'"):
+        build_dataset("cityscapes", tmp_path, "test")
+
+
+def test_a_trial_cannot_set_the_split_through_data_set_options(tmp_path: Path) -> None:
+    """``extra`` holds data-set options; the split is the trial's own (before: a TypeError
+    about a keyword given twice)."""
+    from trainables.config import TrialConfig
+    from trainables.trial_setup import build_datasets
+
+    root = make_voc(tmp_path)
+    cfg = TrialConfig(dataset="voc", data_root=str(root), extra={"split": "train_aug"})
+    with pytest.raises(InputError, match=r"option 'split' .*train_split"):
+        build_datasets(cfg)
+    train, _, classes = build_datasets(TrialConfig(dataset="voc", data_root=str(root)))
+    assert len(train) == 2 and classes == 21
 
 
 # --------------------------------------------------------------------------- DeepGlobe

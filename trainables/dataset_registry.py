@@ -54,6 +54,7 @@ DATASETS: dict[str, DatasetSpec] = {
             _DATA + "voc:build_voc",
             "PASCAL VOC 2012 (+SBD train_aug), 21 classes",
             num_classes=21,
+            options=("train_split",),
         ),
         DatasetSpec(
             "cityscapes",

@@ -38,12 +38,22 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+#: ``build_dataset``'s own arguments, which a trial sets itself (not data-set options).
+RESERVED_OPTIONS = frozenset({"root", "split", "input_size", "augment", "num_classes", "seed"})
+
+
 def build_split(cfg: TrialConfig, split: str, length: int | None, augment: bool) -> Any:
     """One split of the trial's data set as the trial reads it (a synthetic set generated at
     ``length``; a real one read whole, ``build_datasets`` limits it)."""
     from trainables.data import build_dataset
 
     options = dict(cfg.extra)
+    reserved = sorted(set(options) & RESERVED_OPTIONS)
+    if reserved:
+        raise InputError(
+            f"data-set option {reserved[0]!r} (in extra) is the trial's own setting; the trial "
+            "reads splits 'train' and 'val' (voc: option train_split picks the training list)"
+        )
     if cfg.dataset.startswith("synthetic") and length is not None:
         options["length"] = length
     return build_dataset(

@@ -82,6 +82,11 @@ class CityscapesSegmentation(PairedFileDataset):
     def __init__(self, request: DatasetRequest) -> None:
         super().__init__(request, CITYSCAPES_CLASSES)
         root = request.require_root()
+        if request.split == "test":
+            raise InputError(
+                "Cityscapes split 'test' has no public labels (its gtFine masks hold only void "
+                "ids, so every pixel would be ignored); use split 'val'"
+            )
         image_dir = root / "leftImg8bit" / request.split
         if not image_dir.is_dir():
             raise InputError(f"Cityscapes split directory {str(image_dir)!r} does not exist")
@@ -105,5 +110,6 @@ class CityscapesSegmentation(PairedFileDataset):
 
 
 def build_cityscapes(request: DatasetRequest) -> CityscapesSegmentation:
-    """``cityscapes``: fine annotations, 19 train ids (splits train/val/test). No options."""
+    """``cityscapes``: fine annotations, 19 train ids (splits train and val: the test labels
+    are not public). No options."""
     return CityscapesSegmentation(request)

@@ -4,7 +4,8 @@ Layout under ``root``::
 
     images/<stem>.{jpg,jpeg,png}
     masks/<stem>.png        index or palette PNG: class ids, 255 = ignore
-    splits/{split}.txt      optional: the stems of each split (else every image, any split)
+    splits/{split}.txt      optional: the stems of each split (else every image, any split);
+                            a training split may not list a stem of splits/val.txt
     classes.txt             optional: one class name per line (sets the class count)
 
 The class count is ``num_classes`` when given, else the length of ``classes.txt``, else the
@@ -26,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 
 from trainables.data.base import DatasetRequest, PairedFileDataset, read_index_mask
 from trainables.data.transforms import IGNORE_INDEX
-from trainables.data.voc import read_split_ids
+from trainables.data.voc import check_disjoint, read_split_ids
 from trainables.errors import InputError
 
 __all__ = ["FolderSegmentation", "build_folder"]
@@ -83,6 +84,8 @@ def _stems(root: Path, split: str, images: dict[str, Path]) -> list[str]:
     for stem in stems:
         if stem not in images:
             raise InputError(f"image {stem!r} of {str(split_file)!r} is missing in images/")
+    if split.startswith("train"):
+        check_disjoint(split, stems, split_dir / "val.txt")
     return stems
 
 
