@@ -240,12 +240,36 @@ def _check_values(frame: pd.DataFrame, path: Path, lines: list[int]) -> None:
         lrg = float(row.lrg)
         if not (lrg >= 1 and lrg == int(lrg)):
             raise InputError(f"{where}: line {line}, column 'lrg': {lrg:g} is not a grid size >= 1")
-        if not float(row.gflops) > 0:
-            raise InputError(f"{where}: line {line}, column 'gflops': {row.gflops:g} is not > 0")
+        if not 0 < float(row.gflops) < math.inf:
+            raise InputError(
+                f"{where}: line {line}, column 'gflops': {row.gflops:g} is not a number > 0"
+            )
         if not 0.0 <= float(row.prune_rate) < 1.0:
             raise InputError(
                 f"{where}: line {line}, column 'prune_rate': {row.prune_rate:g} is not in [0, 1)"
             )
+        _check_optional(row, where, line)
+
+
+#: Optional numeric columns that must be whole numbers of at least the bound when given.
+_WHOLE_AT_LEAST = {"annotation_nu_max": 0, "input_size": 1, "seed": None}
+
+
+def _check_optional(row: Any, where: str, line: int) -> None:
+    """The optional columns' ranges (blank is fine): label bands, sizes and seeds are whole
+    numbers, R_ce is a rate >= 0."""
+    for column, low in _WHOLE_AT_LEAST.items():
+        value = float(getattr(row, column, math.nan))
+        if math.isnan(value):
+            continue
+        if value != int(value) or (low is not None and value < low):
+            bound = "" if low is None else f" >= {low}"
+            raise InputError(
+                f"{where}: line {line}, column {column!r}: {value:g} is not a whole number{bound}"
+            )
+    r_ce = float(getattr(row, "r_ce", math.nan))
+    if not math.isnan(r_ce) and not 0 <= r_ce < math.inf:
+        raise InputError(f"{where}: line {line}, column 'r_ce': {r_ce:g} is not a rate >= 0")
 
 
 # --------------------------------------------------------------------- normalising

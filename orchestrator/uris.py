@@ -194,6 +194,33 @@ def _check_sqlite_file(uri: str, db: Path) -> None:
             "header); expected an MLflow SQLite database, or a path where one can be created"
         )
     _check_sqlite_intact(uri, db)
+    _check_mlflow_tables(uri, db)
+
+
+#: Tables every MLflow SQLite store has; a database with tables but not these is someone
+#: else's, and MLflow would add its schema to it.
+MLFLOW_TABLES = frozenset({"experiments", "runs", "alembic_version"})
+
+
+def sqlite_tables(db: Path) -> set[str]:
+    """The table names of an SQLite database (empty when it cannot be read)."""
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)) as conn:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    except sqlite3.Error:
+        return set()
+    return {str(name) for (name,) in rows}
+
+
+def _check_mlflow_tables(uri: str, db: Path) -> None:
+    """A database with tables of its own is not made into an MLflow store."""
+    tables = sqlite_tables(db)
+    if tables and not tables >= MLFLOW_TABLES:
+        shown = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
+        raise InputError(
+            f"tracking URI {uri!r}: {db} is an SQLite database but not an MLflow store (its "
+            f"tables: {shown}); it is left as it is: pass a new path or an MLflow store"
+        )
 
 
 def _check_sqlite_intact(uri: str, db: Path) -> None:
@@ -233,13 +260,19 @@ def _check_server(uri: str, timeout: float) -> None:
 
 
 def check_store_exists(uri: str) -> None:
-    """A store to read must exist already (reading must not create an empty SQLite file)."""
+    """A store to read must exist already: reading must not create an SQLite file, nor give
+    MLflow's schema to an empty one (MLflow creates it on connecting)."""
     db = sqlite_path(uri)
     if uri.startswith("sqlite:") and (db is None or not db.exists()):
         raise InputError(
             f"no MLflow database at {db or uri}; run a sweep first or pass --tracking-uri"
         )
     check_tracking_uri(uri)
+    if db is not None and uri.startswith("sqlite:") and not sqlite_tables(db):
+        raise InputError(
+            f"{db} holds no MLflow store (an empty database); run a sweep first or pass "
+            "--tracking-uri"
+        )
 
 
 def ui_command(uri: str) -> str:

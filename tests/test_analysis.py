@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,28 @@ def test_csv_percent_miou_rejected(tmp_path: Path) -> None:
     rows = line_rows("voc", 0.5, R_CE, GFLOPS)
     rows[0]["miou"] = 78.5
     with pytest.raises(InputError, match=r"line 2, column 'miou'.*fraction"):
+        load_runs_csv(write_csv(tmp_path / "r.csv", rows))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("gflops", "inf", "column 'gflops': inf is not a number > 0"),
+        ("annotation_nu_max", -3, "column 'annotation_nu_max': -3 is not a whole number >= 0"),
+        ("annotation_nu_max", 2.5, "column 'annotation_nu_max': 2.5 is not a whole number"),
+        ("input_size", -513, "column 'input_size': -513 is not a whole number >= 1"),
+        ("seed", 1.5, "column 'seed': 1.5 is not a whole number"),
+        ("r_ce", -0.1, "column 'r_ce': -0.1 is not a rate >= 0"),
+    ],
+)
+def test_csv_values_out_of_range_name_line_and_column(
+    tmp_path: Path, column: str, value: Any, message: str
+) -> None:
+    """Before, these were read as given (an LRG group at a negative label band, an infinite
+    FLOPs count), and the analysis went on with them."""
+    rows = line_rows("voc", 0.5, R_CE, GFLOPS)
+    rows[1][column] = value
+    with pytest.raises(InputError, match=rf"line 3, {re.escape(message)}"):
         load_runs_csv(write_csv(tmp_path / "r.csv", rows))
 
 

@@ -269,6 +269,8 @@ def test_cli_json_and_outputs(
         (["--strategy", "paper", "--lodo", "--estimator", "paper"], "drop --estimator"),
         (["--strategy", "paper", "--tolerance", "1.5"], "--tolerance 1.5 is not a fraction"),
         (["--strategy", "paper", "--form", "saturating"], "--form applies to the estimators"),
+        (["--strategy", "paper", "--budget", "3"], "--budget needs --strategy adaptive"),
+        (["--strategy", "paper", "--tolerance", "0.5"], "--tolerance needs --strategy adaptive"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(

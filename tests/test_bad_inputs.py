@@ -144,11 +144,37 @@ def test_tracking_uri_check_accepts_new_empty_and_real_databases(tmp_path: Path)
     (tmp_path / "empty.db").touch()
     check_tracking_uri(f"sqlite:///{tmp_path / 'empty.db'}")
     sqlite3.connect(tmp_path / "real.db").execute("create table t (x)").connection.close()
-    check_tracking_uri(f"sqlite:///{tmp_path / 'real.db'}")
+    with pytest.raises(InputError, match=r"real\.db is an SQLite database but not an MLflow"):
+        check_tracking_uri(f"sqlite:///{tmp_path / 'real.db'}")  # someone else's: untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db", "real.db"]
     under_a_file = f"sqlite:///{tmp_path / 'empty.db' / 'mlflow.db'}"
     with pytest.raises(InputError, match=r"empty\.db is a file, not a directory"):
         check_tracking_uri(under_a_file)
+
+
+@pytest.mark.parametrize("command", ["runs", "sweep"])
+def test_a_database_that_is_not_an_mlflow_store_is_left_as_it_was(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """An SQLite database of someone else's, and (for reading) an empty file: before, MLflow
+    wrote its schema into both and then the command refused (or a sweep ran in it)."""
+    import sqlite3
+
+    foreign, empty = in_tmp / "other.db", in_tmp / "afile"
+    sqlite3.connect(foreign).execute("create table t (x)").connection.close()
+    empty.touch()
+    argv = {"runs": ["runs", "--experiment", "smoke"], "sweep": ["sweep", "--space", "smoke"]}
+    before = {p: p.read_bytes() for p in (foreign, empty)}
+    fails_with(
+        capsys,
+        [*argv[command], "--tracking-uri", f"sqlite:///{foreign}"],
+        "is an SQLite database but not an MLflow store (its tables: t)",
+    )
+    if command == "runs":  # a sweep may start a new store in an empty file
+        fails_with(capsys, ["runs", "--experiment", "smoke", "--tracking-uri",
+                            f"sqlite:///{empty}"], "holds no MLflow store")  # fmt: skip
+    assert {p: p.read_bytes() for p in (foreign, empty)} == before
+    assert not (in_tmp / "spectral_sweep_runs").exists()
 
 
 def test_plain_path_to_a_database_suggests_its_sqlite_uri(
@@ -479,6 +505,14 @@ def test_resume_checks_the_sweep_name(in_tmp: Path, capsys: pytest.CaptureFixtur
             "must be an integer in [16, 4096]",
         ),
         (["spg", "--op", "conv", "--size", "100000", "--out", "o"], "must be in [4, 256]"),
+        (  # before: a RuntimeError traceback from allocating the crop
+            ["spectrum", "--dataset", "synthetic-fine", "--size", "100000", "--out", "o"],
+            "must be in [16, 4096]",
+        ),
+        (
+            ["plan", "--labels-only", "--dataset", "synthetic-smooth", "--input-size", "100000"],
+            "must be in [16, 4096]",
+        ),
     ],
 )
 def test_sizes_beyond_what_a_trial_accepts(
@@ -495,6 +529,19 @@ def test_sizes_beyond_what_a_trial_accepts(
         (["--scheduler", "asha"], ["--scheduler asha", "eval_every=1"]),
         (["--strategy", "paper", "--estimator", "none.json"], ["none.json", "does not exist"]),
         (["--set", "pretrained=maybe"], ["'maybe'", "weights file not found"]),
+        # the strategies' own ranges, and the study database: before, only after Ray started
+        (["--strategy", "adaptive", "--stop-probability", "2"], ["--stop-probability 2.0"]),
+        (["--strategy", "adaptive", "--budget", "0"], ["--budget 0 must be >= 1"]),
+        (["--strategy", "paper", "--max-drop", "-0.1"], ["--max-drop -0.1 is not a fraction"]),
+        (["--set", "poly_power=-2"], ["poly_power=-2.0 is out of range"]),
+        (
+            ["--search", "optuna", "--num-samples", "2", "--optuna-storage", "foo://x"],
+            ["--optuna-storage 'foo://x' is not a usable database URL"],
+        ),
+        (
+            ["--search", "optuna", "--num-samples", "2", "--optuna-storage", "sqlite:///no/o.db"],
+            ["folder no does not exist"],
+        ),
         pytest.param(
             ["--set", "device=cuda"],
             ["device 'cuda'", "no CUDA device"],

@@ -177,6 +177,7 @@ def test_cli_table(capsys: pytest.CaptureFixture[str]) -> None:
         (["--prune-rate", "0.95"], "prune_rate"),
         (["--decoder-prune-rate", "-0.1"], "decoder_prune_rate"),
         (["--input-size", "8"], "input size 8"),
+        (["--output-stride", "0"], "output_stride 0 not supported"),  # was taken as 16
     ],
 )
 def test_cli_bad_input_exits_2(

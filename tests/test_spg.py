@@ -180,6 +180,7 @@ def test_cli_dataset_features(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         (["--op", "conv", "--images", "5"], "--images only applies to --op decoder"),
         (["--op", "conv", "--split", "train"], "--split only applies to --op decoder"),
         (["--op", "decoder", "--checkpoint-dir", "/nonexistent/x"], "does not exist"),
+        (["--op", "decoder", "--num-classes", "1"], "--num-classes 1 must be >= 2"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
+from orchestrator.cli import build_parser, main
 
 
 def closed_port() -> int:
@@ -139,6 +139,40 @@ def test_resume_needs_an_existing_sweep(in_tmp: Path, capsys: pytest.CaptureFixt
     existing.mkdir(parents=True)
     (existing / "tuner.pkl").write_bytes(b"")
     fails_with(capsys, ["sweep", "--space", "smoke"], "already exists", "--resume")
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--set", "epochs=2"], "--set"),
+        (["--search", "grid", "--scheduler", "asha"], "--scheduler"),
+        (["--strategy", "adaptive"], "--strategy"),
+        (["--search", "optuna", "--num-samples", "3"], "--num-samples"),
+        (["--data-root", "voc=/data"], "--data-root"),
+    ],
+)
+def test_resume_refuses_flags_that_would_change_the_sweep(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], flags: list[str], named: str
+) -> None:
+    """A resumed sweep runs on its saved settings (here an Optuna sweep of 4 samples): a flag
+    that would change them is refused in one line instead of being ignored; one that repeats
+    a saved value is fine."""
+    from orchestrator.commands.sweep import check_resume_flags, resume_settings
+    from orchestrator.commands.sweep_checks import check_numbers
+    from orchestrator.settings import SweepSettings, save_settings
+
+    storage = in_tmp / "spectral_sweep_runs"
+    uri = f"sqlite:///{in_tmp / 'mlflow.db'}"
+    saved = SweepSettings(space="smoke", name="opt", storage=str(storage), tracking_uri=uri,
+                          search="optuna", num_samples=4)  # fmt: skip
+    save_settings(saved)
+    (storage / "opt" / "tuner.pkl").write_bytes(b"")
+    argv = ["sweep", "--resume", "--name", "opt", "--storage", str(storage), *flags]
+    fails_with(capsys, argv, "--resume continues sweep 'opt'", named)
+    args = build_parser().parse_args([*argv[:6], "--search", "optuna", "--num-samples", "4"])
+    check_numbers(args)
+    check_resume_flags(args, saved)  # the saved values, repeated
+    assert resume_settings(args, storage).num_samples == 4
 
 
 def test_runs_command_bad_input(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:

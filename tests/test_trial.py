@@ -269,6 +269,22 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path: object) -> None
 
 
 @pytest.mark.slow
+def test_checkpoint_of_another_trial_is_refused(tmp_path: object) -> None:
+    """Same architecture, other training: resuming would report the checkpoint's weights under
+    this config's settings (before: accepted, the JSON said lr 0.5 for weights trained at
+    0.01). Run-only settings may differ."""
+    from pathlib import Path
+
+    ckpt = Path(str(tmp_path))
+    first = run_trial(tiny(epochs=1), checkpoint_dir=ckpt)
+    for change in ({"lr": 0.5}, {"dataset": "synthetic-fine"}, {"lrg": 5}):
+        with pytest.raises(InputError, match=rf"other settings \({next(iter(change))}: "):
+            run_trial(tiny(epochs=1, **change), checkpoint_dir=ckpt)
+    again = run_trial(tiny(epochs=1, num_threads=2, eval_every=1), checkpoint_dir=ckpt)
+    assert again.metrics["miou"] == pytest.approx(first.metrics["miou"], rel=1e-6)
+
+
+@pytest.mark.slow
 def test_a_finished_trial_run_again_reports_its_final_metrics(tmp_path: object) -> None:
     from pathlib import Path
 
@@ -386,6 +402,11 @@ def test_train_cli_prints_one_json_object(capsys: pytest.CaptureFixture[str]) ->
         (["--annotation-nu-max", "-2"], "annotation_nu_max=-2 is out of range"),
         (["--model", "segformer"], "model='segformer' is not one of"),
         (["--dataset", "ade20k"], "dataset='ade20k' is not one of"),
+        # before: a ZeroDivisionError traceback (negative power), or a NaN loss and exit 0
+        (["--poly-power", "-1"], "poly_power=-1.0 is out of range; expected [0.0, inf)"),
+        (["--poly-power", "nan"], "poly_power=nan is out of range"),
+        (["--lr", "inf"], "lr=inf is out of range; expected (0.0, inf)"),
+        (["--weight-decay", "inf"], "weight_decay=inf is out of range"),
     ],
 )
 def test_train_cli_bad_input_is_one_line_exit_2(

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainables.config import TrialConfig
+from trainables.config import RUN_ONLY_FIELDS, TrialConfig
 from trainables.errors import InputError
 from trainables.run_schema import Artifact
 
@@ -236,6 +236,30 @@ def apply_checkpoint(state: dict[str, Any], file: Path, model: nn.Module, cfg: T
     model.load_state_dict(state["model"])
 
 
+def check_same_trial(state: dict[str, Any], file: Path, cfg: TrialConfig) -> None:
+    """Resuming continues the trial a checkpoint holds: settings that train something else
+    (learning rate, data set, LRG, epochs, ...) would report its weights under theirs. Run-only
+    settings (threads, device, evaluation cadence) and where the data lie may differ."""
+    saved = _experiment(checkpoint_config(state))
+    mine = _experiment(cfg)
+    differs = [k for k in sorted(mine.keys() | saved.keys()) if mine.get(k) != saved.get(k)]
+    if differs:
+        shown = "; ".join(f"{k}: {saved.get(k)!r} there, {mine.get(k)!r} here" for k in differs[:3])
+        raise InputError(
+            f"checkpoint {file} holds a trial with other settings ({shown}); resume it with its "
+            "own settings, or pass another checkpoint folder"
+        )
+
+
+def _experiment(cfg: TrialConfig) -> dict[str, Any]:
+    """What a config trains and measures: its canonical settings, less the run-only ones."""
+    return {
+        k: v
+        for k, v in cfg.canonical().to_dict().items()
+        if k not in RUN_ONLY_FIELDS and k != "data_root"
+    }
+
+
 def restore_training_state(
     state: dict[str, Any],
     optimizer: torch.optim.Optimizer,
@@ -278,6 +302,7 @@ __all__ = [
     "apply_checkpoint",
     "architecture_key",
     "check_checkpoint_dir",
+    "check_same_trial",
     "checkpoint_config",
     "checkpoint_file",
     "checkpoint_init_profile",

@@ -101,6 +101,8 @@ class TrialConfig:
         _check_range("lr", self.lr, 0.0, None, low_open=True)
         _check_range("momentum", self.momentum, 0.0, 1.0)
         _check_range("weight_decay", self.weight_decay, 0.0, None)
+        # the poly schedule (1 - t) ** p: p < 0 grows without bound and divides by 0 at the end
+        _check_range("poly_power", self.poly_power, 0.0, None)
         _check_range("boundary_width", self.boundary_width, 0.0, 1.0, low_open=True)
         native = self.native_lrg
         if self.lrg is not None:
@@ -235,7 +237,8 @@ def _check_range(
     too_low = value <= low if low_open else value < low
     if isinstance(value, float) and math.isnan(value):
         too_low = True
-    if too_low or (high is not None and value > high):
+    too_high = (value > high) if high is not None else value == math.inf  # open: finite
+    if too_low or too_high:
         bracket = "(" if low_open else "["
         upper = f"{high}]" if high is not None else "inf)"
         raise InputError(f"{name}={value!r} is out of range; expected {bracket}{low}, {upper}")

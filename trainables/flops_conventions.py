@@ -54,7 +54,7 @@ def convention_stride(convention: FlopsConvention, output_stride: int | None) ->
             f"output stride {output_stride} conflicts with FLOPs convention {convention!r}, "
             f"which counts at output stride {fixed}"
         )
-    return fixed or output_stride or 16
+    return fixed or (16 if output_stride is None else output_stride)
 
 
 def paper_decoder_rate(model: str, lrg: int | None, native: int, rate: float) -> float:

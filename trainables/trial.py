@@ -28,6 +28,7 @@ from trainables.checkpoint import (
     CHECKPOINT_FILE,
     apply_checkpoint,
     check_checkpoint_dir,
+    check_same_trial,
     checkpoint_config,
     checkpoint_file,
     checkpoint_init_profile,
@@ -278,6 +279,7 @@ def run_trial(
         assert ckpt_dir is not None
         state = load_checkpoint(ckpt_dir, model, cfg)
         start = restore_training_state(state, optimizer, scheduler, cfg)
+        check_same_trial(state, checkpoint_file(ckpt_dir), cfg)
         init_profile = checkpoint_init_profile(state)  # never recomputed from trained weights
     else:
         init_profile = initial_band_profile(model, eval_loader, cfg, device, network)

@@ -56,6 +56,15 @@ def check_max_drop(value: float | None) -> None:
         raise InputError(f"--max-drop {value} is not a fraction in [0, 1)")
 
 
+def check_size_flag(flag: str, value: int) -> None:
+    """An image size flag within a trial's input sizes (larger ones would not fit in memory)."""
+    from trainables.config import INPUT_SIZES
+
+    low, high = INPUT_SIZES
+    if not low <= value <= high:
+        raise InputError(f"{flag} {value} must be in [{low}, {high}] (a trial's input sizes)")
+
+
 def check_output_dir(value: str, flag: str = "--out") -> Path:
     """``value`` as an output directory that can be written, checked before any work; nothing
     is created yet (bad input elsewhere must leave no empty directory behind)."""

@@ -130,6 +130,15 @@ def run(args: argparse.Namespace) -> int:
     from analysis.runs import AnalysisWarning
 
     options = strategy_options(args)
+    if args.strategy != "adaptive":
+        adaptive_only = {
+            "--budget": args.budget is not None,
+            "--tolerance": args.tolerance != 0.01,
+            "--stop-probability": args.stop_probability != 0.1,
+        }
+        for flag, given in adaptive_only.items():
+            if given:
+                raise InputError(f"{flag} needs --strategy adaptive (paper trains references only)")
     if args.lodo and args.estimator is not None:
         raise InputError("--lodo fits its own estimator per data set; drop --estimator")
     if args.form != "linear" and not args.lodo:

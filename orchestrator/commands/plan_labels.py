@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from orchestrator.commands import check_max_drop
+from orchestrator.commands import check_max_drop, check_size_flag
 
 
 def add_labels_only(p: Any) -> None:
@@ -142,6 +142,8 @@ def run_labels_only(args: argparse.Namespace) -> int:
     ):
         if value is not None and value < 1:
             raise InputError(f"{flag} {value} must be >= 1")
+    if args.input_size is not None:
+        check_size_flag("--input-size", args.input_size)
     if args.reference_miou is not None and not 0.0 < args.reference_miou <= 1.0:
         raise InputError(f"--reference-miou {args.reference_miou} is not a fraction in (0, 1]")
     if args.temperature is not None:

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from orchestrator.commands import check_output_dir, make_output_dir
+    from orchestrator.commands import check_output_dir, check_size_flag, make_output_dir
     from trainables.data import build_dataset
     from trainables.spectral import LabelSpectrumAccumulator
 
@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         ("--batch-size", args.batch_size),
     ):
         _check_positive(flag, value)
+    check_size_flag("--size", args.size)
     out = check_output_dir(args.out)
     dataset = build_dataset(
         args.dataset,

@@ -148,8 +148,8 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], list[tuple[int, int
             setattr(args, name, default)
     if args.images < 1:
         raise InputError(f"--images {args.images} must be >= 1")
-    if args.num_classes is not None and args.num_classes < 1:
-        raise InputError(f"--num-classes {args.num_classes} must be >= 1")
+    if args.num_classes is not None and args.num_classes < 2:
+        raise InputError(f"--num-classes {args.num_classes} must be >= 2")
     nus = (
         default_frequencies(args.size)
         if args.nu is None

@@ -285,6 +285,26 @@ def new_settings(args: argparse.Namespace, storage: Path) -> SweepSettings:
     )
 
 
+def check_resume_flags(args: argparse.Namespace, saved: SweepSettings) -> None:
+    """A resumed sweep runs on its saved settings: flags that would change them are refused
+    (before: ignored without a word)."""
+    changes = {
+        "--set": bool(args.set),
+        "--data-root": bool(args.data_root),
+        # a flag at its default was not given: the saved value stands
+        "--search": args.search not in ("grid", saved.search),
+        "--num-samples": args.num_samples not in (None, saved.num_samples),
+        "--scheduler": args.scheduler not in ("fifo", saved.scheduler),
+        "--strategy": args.strategy not in (Strategy.EXHAUSTIVE, saved.strategy),
+    }
+    given = [flag for flag, changed in changes.items() if changed]
+    if given:
+        raise InputError(
+            f"--resume continues sweep {saved.name!r} with its saved settings; drop "
+            f"{', '.join(given)} (or start a new sweep with another --name)"
+        )
+
+
 def resume_settings(args: argparse.Namespace, storage: Path) -> SweepSettings:
     """The saved settings of the sweep to resume; the directory must hold one."""
     name = args.name or args.space
@@ -304,6 +324,7 @@ def resume_settings(args: argparse.Namespace, storage: Path) -> SweepSettings:
     from orchestrator.settings import load_settings
 
     settings = load_settings(path)
+    check_resume_flags(args, settings)
     if args.tracking_uri and args.tracking_uri != settings.tracking_uri:
         raise InputError(
             f"--resume keeps the sweep's tracking URI {settings.tracking_uri!r}; drop "

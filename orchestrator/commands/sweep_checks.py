@@ -4,6 +4,7 @@ before anything starts)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from trainables.errors import InputError
 from trainables.run_schema import Strategy
@@ -73,6 +74,44 @@ def check_numbers(args: argparse.Namespace) -> None:
             f"--optuna-storage {args.optuna_storage!r} is not a database URL "
             "(e.g. sqlite:///optuna.db or postgresql://HOST/DB)"
         )
+    if args.optuna_storage:
+        check_optuna_storage(args.optuna_storage)
+    if args.strategy in (Strategy.ESTIMATE, Strategy.ADAPTIVE):  # the dry run checks them too
+        from analysis.strategies import StrategyOptions
+
+        StrategyOptions(
+            tolerance=args.tolerance,
+            budget=args.budget,
+            max_drop=args.max_drop,
+            stop_probability=args.stop_probability,
+        ).check()
+
+
+def check_optuna_storage(url: str) -> None:
+    """A study database URL whose driver exists, and for SQLite a file that can be one (its
+    folder exists; no directory, no file of another kind), before Ray starts."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from orchestrator.uris import is_sqlite_file
+
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError, ImportError) as err:
+        reason = str(err).splitlines()[0]
+        raise InputError(
+            f"--optuna-storage {url!r} is not a usable database URL ({reason})"
+        ) from None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return
+    path = Path(parsed.database).expanduser()
+    if not path.parent.is_dir():
+        raise InputError(f"--optuna-storage {url!r}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise InputError(f"--optuna-storage {url!r}: {path} is a directory, not a database file")
+    if path.is_file() and path.stat().st_size > 0 and not is_sqlite_file(path):
+        raise InputError(f"--optuna-storage {url!r}: {path} is not an SQLite database")
 
 
 __all__ = ["check_numbers"]
