@@ -197,8 +197,9 @@ def _check_sqlite_file(uri: str, db: Path) -> None:
     _check_mlflow_tables(uri, db)
 
 
-#: Tables every MLflow SQLite store has; a database with tables but not these is someone
-#: else's, and MLflow would add its schema to it.
+#: Tables every MLflow SQLite store has; a database with tables but none of these is someone
+#: else's, and MLflow would add its schema to it. (None rather than all: a store that another
+#: process is creating this moment has some of them already.)
 MLFLOW_TABLES = frozenset({"experiments", "runs", "alembic_version"})
 
 
@@ -215,7 +216,7 @@ def sqlite_tables(db: Path) -> set[str]:
 def _check_mlflow_tables(uri: str, db: Path) -> None:
     """A database with tables of its own is not made into an MLflow store."""
     tables = sqlite_tables(db)
-    if tables and not tables >= MLFLOW_TABLES:
+    if tables and not tables & MLFLOW_TABLES:
         shown = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
         raise InputError(
             f"tracking URI {uri!r}: {db} is an SQLite database but not an MLflow store (its "
