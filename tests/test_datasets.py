@@ -281,6 +281,12 @@ def test_voc_training_lists_may_not_hold_val_images(tmp_path: Path) -> None:
         InputError, match=r"'train_aug' holds 1 image\(s\) of .*val\.txt.*2007_000003"
     ):
         build_dataset("voc", tmp_path, "train_aug")
+    both = {
+        "train": ["2007_000001"],
+        "val": ["2007_000003"],
+        "trainval": ["2007_000001", "2007_000003"],
+    }
+    assert len(build_dataset("voc", make_voc(tmp_path / "tv", both), "trainval")) == 2  # may
     plain = make_voc(tmp_path / "plain")  # neither train_aug.txt nor SBD
     with pytest.raises(InputError, match=r"needs .*train_aug\.txt.*benchmark_RELEASE"):
         build_dataset("voc", plain, "train", train_split="train_aug")

@@ -5,7 +5,7 @@ Layout under ``root``::
     images/<stem>.{jpg,jpeg,png}
     masks/<stem>.png        index or palette PNG: class ids, 255 = ignore
     splits/{split}.txt      optional: the stems of each split (else every image, any split);
-                            a training split may not list a stem of splits/val.txt
+                            splits/train.txt may not list a stem of splits/val.txt
     classes.txt             optional: one class name per line (sets the class count)
 
 The class count is ``num_classes`` when given, else the length of ``classes.txt``, else the
@@ -84,7 +84,7 @@ def _stems(root: Path, split: str, images: dict[str, Path]) -> list[str]:
     for stem in stems:
         if stem not in images:
             raise InputError(f"image {stem!r} of {str(split_file)!r} is missing in images/")
-    if split.startswith("train"):
+    if split == "train":  # what a trial trains on (trainval may hold val)
         check_disjoint(split, stems, split_dir / "val.txt")
     return stems
 

@@ -144,7 +144,7 @@ class VOCSegmentation(PairedFileDataset):
                 "SegmentationClassAug" if self.split_name.endswith("_aug") else "SegmentationClass"
             )
             self._read_list(converted, self.root / masks)
-        if self.split_name.startswith("train"):
+        if request.split == "train" or self.split_name.endswith("_aug"):  # not trainval
             check_disjoint(self.split_name, self.ids, lists / "val.txt")
 
     def _read_list(self, split_file: Path, mask_dir: Path) -> None:
