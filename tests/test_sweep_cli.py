@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 from pathlib import Path
@@ -144,11 +145,11 @@ def test_resume_needs_an_existing_sweep(in_tmp: Path, capsys: pytest.CaptureFixt
 @pytest.mark.parametrize(
     ("flags", "named"),
     [
-        (["--set", "epochs=2"], "--set"),
+        (["--set", "epochs=2"], "--set/--data-root"),
         (["--search", "grid", "--scheduler", "asha"], "--scheduler"),
         (["--strategy", "adaptive"], "--strategy"),
         (["--search", "optuna", "--num-samples", "3"], "--num-samples"),
-        (["--data-root", "voc=/data"], "--data-root"),
+        (["--data-root", "synthetic-smooth=/data"], "--set/--data-root"),
     ],
 )
 def test_resume_refuses_flags_that_would_change_the_sweep(
@@ -157,13 +158,14 @@ def test_resume_refuses_flags_that_would_change_the_sweep(
     """A resumed sweep runs on its saved settings (here an Optuna sweep of 4 samples): a flag
     that would change them is refused in one line instead of being ignored; one that repeats
     a saved value is fine."""
-    from orchestrator.commands.sweep import check_resume_flags, resume_settings
+    from orchestrator.commands.sweep import check_resume_flags, load_space, resume_settings
     from orchestrator.commands.sweep_checks import check_numbers
     from orchestrator.settings import SweepSettings, save_settings
+    from search_spaces import get_space
 
     storage = in_tmp / "spectral_sweep_runs"
     uri = f"sqlite:///{in_tmp / 'mlflow.db'}"
-    saved = SweepSettings(space="smoke", name="opt", storage=str(storage), tracking_uri=uri,
+    saved = SweepSettings(space=get_space("smoke").to_dict(), name="opt", storage=str(storage), tracking_uri=uri,
                           search="optuna", num_samples=4)  # fmt: skip
     save_settings(saved)
     (storage / "opt" / "tuner.pkl").write_bytes(b"")
@@ -173,6 +175,10 @@ def test_resume_refuses_flags_that_would_change_the_sweep(
     check_numbers(args)
     check_resume_flags(args, saved)  # the saved values, repeated
     assert resume_settings(args, storage).num_samples == 4
+    with_epochs = dataclasses.replace(saved, space=load_space(build_parser().parse_args(
+        ["sweep", "--space", "smoke", "--set", "epochs=2"])).to_dict())  # fmt: skip
+    again = build_parser().parse_args([*argv[:6], "--set", "epochs=2"])
+    check_resume_flags(again, with_epochs)  # a sweep started with --set epochs=2: the same
 
 
 def test_runs_command_bad_input(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -287,10 +287,10 @@ def new_settings(args: argparse.Namespace, storage: Path) -> SweepSettings:
 
 def check_resume_flags(args: argparse.Namespace, saved: SweepSettings) -> None:
     """A resumed sweep runs on its saved settings: flags that would change them are refused
-    (before: ignored without a word)."""
+    (before: ignored without a word); flags that repeat them (a ``--config`` file resumed
+    with) are fine."""
     changes = {
-        "--set": bool(args.set),
-        "--data-root": bool(args.data_root),
+        "--set/--data-root": _changes_space(args, saved),
         # a flag at its default was not given: the saved value stands
         "--search": args.search not in ("grid", saved.search),
         "--num-samples": args.num_samples not in (None, saved.num_samples),
@@ -303,6 +303,21 @@ def check_resume_flags(args: argparse.Namespace, saved: SweepSettings) -> None:
             f"--resume continues sweep {saved.name!r} with its saved settings; drop "
             f"{', '.join(given)} (or start a new sweep with another --name)"
         )
+
+
+def _changes_space(args: argparse.Namespace, saved: SweepSettings) -> bool:
+    """Whether ``--set`` / ``--data-root`` would change the saved sweep's trials."""
+    if not (args.set or args.data_root):
+        return False
+    before = saved.search_space()
+    space = before
+    overrides = parse_pairs(args.set, "--set")
+    if overrides:
+        space = space.with_overrides(overrides)
+    roots = parse_pairs(args.data_root, "--data-root")
+    if roots:
+        space = space.with_data_roots({k: str(Path(v).expanduser()) for k, v in roots.items()})
+    return bool(space.to_dict() != before.to_dict())
 
 
 def resume_settings(args: argparse.Namespace, storage: Path) -> SweepSettings:
