@@ -206,7 +206,8 @@ MLFLOW_TABLES = frozenset({"experiments", "runs", "alembic_version"})
 def sqlite_tables(db: Path) -> set[str]:
     """The table names of an SQLite database (empty when it cannot be read)."""
     try:
-        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)) as conn:
+        read_only = f"{db.resolve().as_uri()}?mode=ro"  # escaped: '?' or '#' in a name
+        with closing(sqlite3.connect(read_only, uri=True, timeout=1.0)) as conn:
             rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
     except sqlite3.Error:
         return set()
