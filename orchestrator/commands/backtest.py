@@ -106,6 +106,19 @@ def add_strategy_flags(p: Any, max_drop: bool = True) -> None:
         add_max_drop(p)
 
 
+def check_adaptive_only(args: argparse.Namespace, why: str = "") -> None:
+    """The adaptive strategy's own flags (``add_strategy_flags``) given to another strategy
+    are an error, not ignored; ``why`` ends the line."""
+    adaptive_only = {
+        "--budget": args.budget is not None,
+        "--tolerance": args.tolerance != 0.01,
+        "--stop-probability": args.stop_probability != 0.1,
+    }
+    for flag, given in adaptive_only.items():
+        if given:
+            raise InputError(f"{flag} needs --strategy adaptive{why}")
+
+
 def strategy_options(args: argparse.Namespace) -> Any:
     """The validated ``StrategyOptions`` of the shared flags."""
     from analysis.strategies import StrategyOptions
@@ -131,14 +144,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = strategy_options(args)
     if args.strategy != "adaptive":
-        adaptive_only = {
-            "--budget": args.budget is not None,
-            "--tolerance": args.tolerance != 0.01,
-            "--stop-probability": args.stop_probability != 0.1,
-        }
-        for flag, given in adaptive_only.items():
-            if given:
-                raise InputError(f"{flag} needs --strategy adaptive (paper trains references only)")
+        check_adaptive_only(args, " (paper trains references only)")
     if args.lodo and args.estimator is not None:
         raise InputError("--lodo fits its own estimator per data set; drop --estimator")
     if args.form != "linear" and not args.lodo:

@@ -214,6 +214,11 @@ def load_space(args: argparse.Namespace) -> Any:
         space = given
     else:
         space = space_from_dict(given, source="the given space")
+    return with_flags(space, args)
+
+
+def with_flags(space: Any, args: argparse.Namespace) -> Any:
+    """``space`` with ``--set`` and ``--data-root`` applied."""
     overrides = parse_pairs(args.set, "--set")
     if overrides:
         space = space.with_overrides(overrides)
@@ -310,14 +315,7 @@ def _changes_space(args: argparse.Namespace, saved: SweepSettings) -> bool:
     if not (args.set or args.data_root):
         return False
     before = saved.search_space()
-    space = before
-    overrides = parse_pairs(args.set, "--set")
-    if overrides:
-        space = space.with_overrides(overrides)
-    roots = parse_pairs(args.data_root, "--data-root")
-    if roots:
-        space = space.with_data_roots({k: str(Path(v).expanduser()) for k, v in roots.items()})
-    return bool(space.to_dict() != before.to_dict())
+    return bool(with_flags(before, args).to_dict() != before.to_dict())
 
 
 def resume_settings(args: argparse.Namespace, storage: Path) -> SweepSettings:

@@ -55,14 +55,9 @@ def check_numbers(args: argparse.Namespace) -> None:
             if given:
                 raise InputError(f"{flag} needs --strategy estimate or adaptive")
     if args.strategy != Strategy.ADAPTIVE:
-        adaptive_only = {
-            "--budget": args.budget is not None,
-            "--tolerance": args.tolerance != 0.01,
-            "--stop-probability": args.stop_probability != 0.1,
-        }
-        for flag, given in adaptive_only.items():
-            if given:
-                raise InputError(f"{flag} needs --strategy adaptive")
+        from orchestrator.commands.backtest import check_adaptive_only
+
+        check_adaptive_only(args)
     if args.strategy == Strategy.ADAPTIVE and args.confirm:
         raise InputError("--confirm goes with --strategy estimate (adaptive picks are trained)")
     if args.estimator_from and args.estimator != "paper":
