@@ -262,7 +262,7 @@ def _check_optional(row: Any, where: str, line: int) -> None:
         value = float(getattr(row, column, math.nan))
         if math.isnan(value):
             continue
-        if value != int(value) or (low is not None and value < low):
+        if not math.isfinite(value) or value != int(value) or (low is not None and value < low):
             bound = "" if low is None else f" >= {low}"
             raise InputError(
                 f"{where}: line {line}, column {column!r}: {value:g} is not a whole number{bound}"

@@ -172,6 +172,7 @@ def test_csv_percent_miou_rejected(tmp_path: Path) -> None:
         ("annotation_nu_max", 2.5, "column 'annotation_nu_max': 2.5 is not a whole number"),
         ("input_size", -513, "column 'input_size': -513 is not a whole number >= 1"),
         ("seed", 1.5, "column 'seed': 1.5 is not a whole number"),
+        ("seed", "inf", "column 'seed': inf is not a whole number"),
         ("r_ce", -0.1, "column 'r_ce': -0.1 is not a rate >= 0"),
     ],
 )
