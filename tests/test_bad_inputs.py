@@ -558,6 +558,22 @@ def test_dry_run_refuses_what_the_sweep_refuses(
     assert listing(in_tmp) == set()
 
 
+def test_demo_of_a_space_on_real_data_is_refused_before_its_directory(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo has no --data-root: a paper space is refused, pointing at `sweep` with the
+    roots it needs, and its --dir is not made (before: an empty directory, and advice to pass
+    --data-root to a command that has none)."""
+    target = in_tmp / "d2"
+    fails_with(
+        capsys,
+        ["demo", "--dir", str(target), "--space", "paper-truncation"],
+        "the demo runs on generated data",
+        "spectral-sweep sweep --space paper-truncation --data-root cityscapes=PATH",
+    )
+    assert not target.exists()
+
+
 def test_dry_run_names_an_unknown_backbone_before_the_table(
     in_tmp: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -301,6 +301,21 @@ def print_next_steps(directory: Path, experiments: list[str]) -> None:
     print(f"open the UI:    {ui_command(uri)}  (then http://127.0.0.1:5000)")
 
 
+def check_generated(space: Any) -> None:
+    """The demo runs on generated data (it has no ``--data-root``): a space that reads a data
+    set from disk is refused before anything is made, pointing at ``sweep``."""
+    from trainables.dataset_registry import dataset_spec
+    from trainables.errors import InputError
+
+    real = sorted({t.dataset for t in space.trials() if dataset_spec(t.dataset).needs_root})
+    if real:
+        roots = " ".join(f"--data-root {d}=PATH" for d in real)
+        raise InputError(
+            f"the demo runs on generated data, and space {space.name!r} reads {', '.join(real)} "
+            f"from disk; run it with `spectral-sweep sweep --space {space.name} {roots}`"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """The demo: both strategies, the analysis, the verdict and the pointers to the results."""
     from search_spaces import get_space
@@ -311,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.commands import check_output_dir, make_output_dir
     from orchestrator.preflight import check_name
 
-    get_space(args.space)  # an unknown name fails here, listing the spaces
+    check_generated(get_space(args.space))  # an unknown name fails here, listing the spaces
     name = args.name or args.space
     check_name(name)  # a sweep, a directory and an experiment: no '/', no '..'
     directory = make_output_dir(check_output_dir(args.dir, "--dir").resolve(), "--dir")
