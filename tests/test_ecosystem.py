@@ -101,12 +101,15 @@ def test_config_file_errors_are_one_line(
         "- a\n- b\n": "expected a mapping",
         "space: [smoke\n": "not valid YAML",
         "space: smoke\nset: 3\n": "set 3 must be a mapping",
+        # before: 2 samples, and an unclear "must be a single value"
+        "space: smoke\nsearch: optuna\nnum_samples: 2.5\n": "num_samples 2.5 is not a whole number",
+        "space: smoke\nsearch: optuna\nnum_samples: true\n": "num_samples True must be a whole",
     }
     for n, (text, message) in enumerate(cases.items()):
         path = tmp_path / f"c{n}.yaml"
         path.write_text(text)
         fails(capsys, ["sweep", "--config", str(path), "--dry-run"], str(path), message)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"c{n}.yaml" for n in range(7))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"c{n}.yaml" for n in range(9))
 
 
 def test_optuna_storage_flag_checks(

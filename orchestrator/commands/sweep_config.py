@@ -99,7 +99,10 @@ def _coerce(action: argparse.Action, key: str, value: Any, source: str) -> Any:
     if key == "estimator_from" and isinstance(value, list):
         value = ",".join(str(v) for v in value)
     if isinstance(value, bool | Mapping | list):
-        raise InputError(f"{source}: {key} {value!r} must be a single value")
+        expected = "a whole number" if action.type is int else "a single value"
+        raise InputError(f"{source}: {key} {value!r} must be {expected}")
+    if action.type is int and isinstance(value, float):  # int(2.5) would be 2: say so instead
+        raise InputError(f"{source}: {key} {value!r} is not a whole number")
     converted = value
     if callable(action.type):
         try:
