@@ -30,7 +30,13 @@ def default_tracking_uri(directory: str | Path | None = None) -> str:
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
-    """The URI to use: the flag, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite file."""
+    """The URI to use: the flag, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite file.
+    An empty flag is an error, not the default (a shell variable that was never set)."""
+    if uri is not None and not uri.strip():
+        raise InputError(
+            f"--tracking-uri {uri!r} is empty; expected {EXPECTED_URI} (or leave the flag out "
+            "for ./mlflow.db)"
+        )
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 

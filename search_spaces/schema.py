@@ -171,8 +171,15 @@ class SearchSpace:
 
     def with_data_roots(self, roots: Mapping[str, str]) -> SearchSpace:
         """The same space with ``data_root`` set per data set (``{"voc": "/data/VOC"}``)."""
+        from trainables.dataset_registry import dataset_spec
+
         datasets = {t.dataset for t in self.trials()}
         for name in roots:
+            if name in datasets and not dataset_spec(name).needs_root:
+                raise InputError(
+                    f"--data-root {name}=...: data set {name!r} is generated from the seed; it "
+                    "reads nothing from disk"
+                )
             if name not in datasets:
                 raise InputError(
                     f"--data-root {name}=...: data set {name!r} is not in space {self.name!r}; "

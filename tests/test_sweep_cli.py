@@ -149,7 +149,7 @@ def test_resume_needs_an_existing_sweep(in_tmp: Path, capsys: pytest.CaptureFixt
         (["--search", "grid", "--scheduler", "asha"], "--scheduler"),
         (["--strategy", "adaptive"], "--strategy"),
         (["--search", "optuna", "--num-samples", "3"], "--num-samples"),
-        (["--data-root", "synthetic-smooth=/data"], "--set/--data-root"),
+        (["--set", "lr=0.5", "--set", "seed=1"], "--set/--data-root"),
     ],
 )
 def test_resume_refuses_flags_that_would_change_the_sweep(
@@ -179,6 +179,30 @@ def test_resume_refuses_flags_that_would_change_the_sweep(
         ["sweep", "--space", "smoke", "--set", "epochs=2"])).to_dict())  # fmt: skip
     again = build_parser().parse_args([*argv[:6], "--set", "epochs=2"])
     check_resume_flags(again, with_epochs)  # a sweep started with --set epochs=2: the same
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [  # before: an empty value fell back to the default; a root for generated data was ignored
+        (["sweep", "--space", "smoke", "--name", ""], "--name '' is empty"),
+        (["demo", "--name", ""], "--name '' is empty"),
+        (["sweep", "--space", "smoke", "--tracking-uri", ""], "--tracking-uri '' is empty"),
+        (["runs", "--experiment", "x", "--tracking-uri", " "], "--tracking-uri ' ' is empty"),
+        (
+            ["sweep", "--space", "smoke", "--dry-run", "--data-root", "synthetic-smooth=/x"],
+            "data set 'synthetic-smooth' is generated from the seed",
+        ),
+        (
+            ["spectrum", "--dataset", "synthetic-fine", "--data-root", "/x", "--out", "o"],
+            "data set 'synthetic-fine' is generated from the seed",
+        ),
+    ],
+)
+def test_empty_names_and_roots_that_cannot_apply(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str
+) -> None:
+    fails_with(capsys, argv, fragment)
+    assert not list(in_tmp.iterdir())  # nothing made
 
 
 def test_runs_command_bad_input(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -327,6 +327,8 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.preflight import check_name
 
     check_generated(get_space(args.space))  # an unknown name fails here, listing the spaces
+    if args.name is not None and not args.name.strip():
+        raise InputError("--name '' is empty; give a name, or leave the flag out for the space's")
     name = args.name or args.space
     check_name(name)  # a sweep, a directory and an experiment: no '/', no '..'
     directory = make_output_dir(check_output_dir(args.dir, "--dir").resolve(), "--dir")

@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from orchestrator.commands import check_max_drop, check_size_flag
+from orchestrator.commands import check_data_root, check_max_drop, check_size_flag
 
 
 def add_labels_only(p: Any) -> None:
@@ -144,6 +144,7 @@ def run_labels_only(args: argparse.Namespace) -> int:
             raise InputError(f"{flag} {value} must be >= 1")
     if args.input_size is not None:
         check_size_flag("--input-size", args.input_size)
+    check_data_root(args.dataset, args.data_root)
     if args.reference_miou is not None and not 0.0 < args.reference_miou <= 1.0:
         raise InputError(f"--reference-miou {args.reference_miou} is not a fraction in (0, 1]")
     if args.temperature is not None:

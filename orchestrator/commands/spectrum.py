@@ -83,7 +83,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from orchestrator.commands import check_output_dir, check_size_flag, make_output_dir
+    from orchestrator.commands import (
+        check_data_root,
+        check_output_dir,
+        check_size_flag,
+        make_output_dir,
+    )
     from trainables.data import build_dataset
     from trainables.spectral import LabelSpectrumAccumulator
 
@@ -94,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     ):
         _check_positive(flag, value)
     check_size_flag("--size", args.size)
+    check_data_root(args.dataset, args.data_root)
     out = check_output_dir(args.out)
     dataset = build_dataset(
         args.dataset,

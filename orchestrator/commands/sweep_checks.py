@@ -34,6 +34,10 @@ def check_numbers(args: argparse.Namespace) -> None:
         for flag, given in asha_only.items():
             if given:
                 raise InputError(f"{flag} needs --scheduler asha")
+    if args.name is not None and not args.name.strip():
+        raise InputError(
+            "--name '' is empty; give a sweep name, or leave the flag out for the space's"
+        )
     if not args.tracking_flush_seconds >= 0:
         raise InputError(f"--tracking-flush-seconds {args.tracking_flush_seconds} must be >= 0")
     if args.asha_grace_period < 1:
