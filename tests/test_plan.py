@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +153,24 @@ def test_plan_counts_flops_in_the_reference_runs_convention() -> None:
         "run r2",
     )
     assert legacy.flops_convention == "compact"  # runs logged before the setting existed
+
+
+def test_plan_out_names_what_is_wrong_with_the_path(tmp_path: Path) -> None:
+    """``plan --out FILE``: a file where its folder should be is named as a file (before: "the
+    folder does not exist")."""
+    from orchestrator.commands.plan_outputs import check_space_out
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    cases = {
+        str(afile / "p.yaml"): "is a file, not a folder",
+        str(tmp_path / "missing" / "p.yaml"): "does not exist",
+        str(tmp_path / "p.txt"): "name it *.yaml",
+    }
+    for value, message in cases.items():
+        with pytest.raises(InputError, match=re.escape(message)):
+            check_space_out(value)
+    (tmp_path / "d.yaml").mkdir()
+    with pytest.raises(InputError, match="is a directory"):
+        check_space_out(str(tmp_path / "d.yaml"))
+    assert check_space_out(str(tmp_path / "ok.yaml")) == tmp_path / "ok.yaml"

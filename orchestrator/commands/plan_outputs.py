@@ -178,6 +178,8 @@ def check_space_out(value: str | None) -> Path | None:
         raise InputError(f"--out {value!r}: a space file is written as YAML; name it *.yaml")
     if path.is_dir():
         raise InputError(f"--out {value!r} is a directory; give a file name (*.yaml)")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise InputError(f"--out {value!r}: {str(path.parent)!r} is a file, not a folder")
     if not path.parent.is_dir():
         raise InputError(f"--out {value!r}: folder {str(path.parent)!r} does not exist")
     return path
