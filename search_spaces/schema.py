@@ -171,15 +171,12 @@ class SearchSpace:
 
     def with_data_roots(self, roots: Mapping[str, str]) -> SearchSpace:
         """The same space with ``data_root`` set per data set (``{"voc": "/data/VOC"}``)."""
-        from trainables.dataset_registry import dataset_spec
+        from trainables.dataset_registry import check_root_applies
 
         datasets = {t.dataset for t in self.trials()}
         for name in roots:
-            if name in datasets and not dataset_spec(name).needs_root:
-                raise InputError(
-                    f"--data-root {name}=...: data set {name!r} is generated from the seed; it "
-                    "reads nothing from disk"
-                )
+            if name in datasets:
+                check_root_applies(name, f"{name}=...")
             if name not in datasets:
                 raise InputError(
                     f"--data-root {name}=...: data set {name!r} is not in space {self.name!r}; "

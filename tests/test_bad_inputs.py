@@ -507,11 +507,11 @@ def test_resume_checks_the_sweep_name(in_tmp: Path, capsys: pytest.CaptureFixtur
         (["spg", "--op", "conv", "--size", "100000", "--out", "o"], "must be in [4, 256]"),
         (  # before: a RuntimeError traceback from allocating the crop
             ["spectrum", "--dataset", "synthetic-fine", "--size", "100000", "--out", "o"],
-            "must be in [16, 4096]",
+            "must be an integer in [16, 4096]",
         ),
         (
             ["plan", "--labels-only", "--dataset", "synthetic-smooth", "--input-size", "100000"],
-            "must be in [16, 4096]",
+            "must be an integer in [16, 4096]",
         ),
     ],
 )

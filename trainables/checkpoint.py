@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainables.config import RUN_ONLY_FIELDS, TrialConfig
+from trainables.config import TrialConfig
 from trainables.errors import InputError
 from trainables.run_schema import Artifact
 
@@ -252,12 +252,10 @@ def check_same_trial(state: dict[str, Any], file: Path, cfg: TrialConfig) -> Non
 
 
 def _experiment(cfg: TrialConfig) -> dict[str, Any]:
-    """What a config trains and measures: its canonical settings, less the run-only ones."""
-    return {
-        k: v
-        for k, v in cfg.canonical().to_dict().items()
-        if k not in RUN_ONLY_FIELDS and k != "data_root"
-    }
+    """``cfg.experiment_settings()`` less where the data lie (the same data may move)."""
+    settings = cfg.experiment_settings()
+    settings.pop("data_root", None)
+    return settings
 
 
 def restore_training_state(

@@ -42,6 +42,19 @@ _KEY_OMITTED_DEFAULTS: dict[str, Any] = {"flops_convention": "compact"}
 INPUT_SIZES: tuple[int, int] = (16, 4096)
 
 
+def check_input_size(input_size: int, name: str = "input size") -> None:
+    """Input sizes are integers in a trial's range (:data:`INPUT_SIZES`: smaller images have
+    no stride-4 grid worth a decoder; larger ones would not fit in memory). ``name``: what the
+    error calls it (a flag)."""
+    low, high = INPUT_SIZES
+    if (
+        isinstance(input_size, bool)
+        or not isinstance(input_size, int)
+        or not low <= input_size <= high
+    ):
+        raise InputError(f"{name} {input_size!r} must be an integer in [{low}, {high}]")
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     """Everything one trial needs; defaults are the paper's where it gives them."""
@@ -162,11 +175,16 @@ class TrialConfig:
         """
         values = {
             k: v
-            for k, v in self.canonical().to_dict().items()
-            if k not in RUN_ONLY_FIELDS and _KEY_OMITTED_DEFAULTS.get(k, object()) != v
+            for k, v in self.experiment_settings().items()
+            if _KEY_OMITTED_DEFAULTS.get(k, object()) != v
         }
         text = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+    def experiment_settings(self) -> dict[str, Any]:
+        """What this config trains and measures: its canonical settings, less the run-only
+        ones (the key hashes them; a resumed checkpoint must match them)."""
+        return {k: v for k, v in self.canonical().to_dict().items() if k not in RUN_ONLY_FIELDS}
 
     @property
     def weights_path(self) -> str | None:

@@ -96,11 +96,22 @@ def dataset_spec(name: str) -> DatasetSpec:
         ) from None
 
 
+def check_root_applies(name: str, given: str) -> None:
+    """A data root (``given``, as the flag showed it) only for a data set read from disk: a
+    generated one would ignore it."""
+    if not dataset_spec(name).needs_root:
+        raise InputError(
+            f"--data-root {given}: data set {name!r} is generated from the seed; it reads "
+            "nothing from disk"
+        )
+
+
 __all__ = [
     "DATASETS",
     "DATASET_NAMES",
     "FIXED_NUM_CLASSES",
     "DatasetSpec",
+    "check_root_applies",
     "dataset_spec",
     "list_datasets",
 ]

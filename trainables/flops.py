@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from trainables import flops_cache
-from trainables.errors import InputError
+from trainables.config import check_input_size
 from trainables.flops_conventions import (
     paper_skips,
 )
@@ -149,20 +149,6 @@ def count_flops(model: nn.Module, input_size: int) -> FlopsReport:
 
         model = compact(model)
     return measure(model, input_size)
-
-
-def check_input_size(input_size: int) -> None:
-    """Input sizes are integers in a trial's range (``trainables.config.INPUT_SIZES``: smaller
-    images have no stride-4 grid worth a decoder; larger ones would not fit in memory)."""
-    from trainables.config import INPUT_SIZES
-
-    low, high = INPUT_SIZES
-    if (
-        isinstance(input_size, bool)
-        or not isinstance(input_size, int)
-        or not low <= input_size <= high
-    ):
-        raise InputError(f"input size {input_size!r} must be an integer in [{low}, {high}]")
 
 
 def _check_rates(prune_rate: float, decoder_prune_rate: float) -> None:

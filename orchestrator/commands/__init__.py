@@ -56,26 +56,6 @@ def check_max_drop(value: float | None) -> None:
         raise InputError(f"--max-drop {value} is not a fraction in [0, 1)")
 
 
-def check_data_root(dataset: str, root: str | None) -> None:
-    """``--data-root`` only for a data set read from disk (a generated one would ignore it)."""
-    from trainables.dataset_registry import dataset_spec
-
-    if root is not None and not dataset_spec(dataset).needs_root:
-        raise InputError(
-            f"--data-root {root!r}: data set {dataset!r} is generated from the seed; it reads "
-            "nothing from disk"
-        )
-
-
-def check_size_flag(flag: str, value: int) -> None:
-    """An image size flag within a trial's input sizes (larger ones would not fit in memory)."""
-    from trainables.config import INPUT_SIZES
-
-    low, high = INPUT_SIZES
-    if not low <= value <= high:
-        raise InputError(f"{flag} {value} must be in [{low}, {high}] (a trial's input sizes)")
-
-
 def check_output_dir(value: str, flag: str = "--out") -> Path:
     """``value`` as an output directory that can be written, checked before any work; nothing
     is created yet (bad input elsewhere must leave no empty directory behind)."""

@@ -7,7 +7,9 @@ import argparse
 import json
 from typing import Any
 
-from orchestrator.commands import check_data_root, check_max_drop, check_size_flag
+from orchestrator.commands import check_max_drop
+from trainables.config import check_input_size
+from trainables.dataset_registry import check_root_applies
 
 
 def add_labels_only(p: Any) -> None:
@@ -143,8 +145,9 @@ def run_labels_only(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise InputError(f"{flag} {value} must be >= 1")
     if args.input_size is not None:
-        check_size_flag("--input-size", args.input_size)
-    check_data_root(args.dataset, args.data_root)
+        check_input_size(args.input_size, "--input-size")
+    if args.data_root is not None:
+        check_root_applies(args.dataset, repr(args.data_root))
     if args.reference_miou is not None and not 0.0 < args.reference_miou <= 1.0:
         raise InputError(f"--reference-miou {args.reference_miou} is not a fraction in (0, 1]")
     if args.temperature is not None:

@@ -83,13 +83,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from orchestrator.commands import (
-        check_data_root,
-        check_output_dir,
-        check_size_flag,
-        make_output_dir,
-    )
+    from orchestrator.commands import check_output_dir, make_output_dir
+    from trainables.config import check_input_size
     from trainables.data import build_dataset
+    from trainables.dataset_registry import check_root_applies
     from trainables.spectral import LabelSpectrumAccumulator
 
     for flag, value in (
@@ -98,8 +95,9 @@ def run(args: argparse.Namespace) -> int:
         ("--batch-size", args.batch_size),
     ):
         _check_positive(flag, value)
-    check_size_flag("--size", args.size)
-    check_data_root(args.dataset, args.data_root)
+    check_input_size(args.size, "--size")
+    if args.data_root is not None:
+        check_root_applies(args.dataset, repr(args.data_root))
     out = check_output_dir(args.out)
     dataset = build_dataset(
         args.dataset,

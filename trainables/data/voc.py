@@ -138,12 +138,10 @@ class VOCSegmentation(PairedFileDataset):
         lists = self.root / "ImageSets" / "Segmentation"
         converted = lists / f"{self.split_name}.txt"
         if self.split_name.endswith("_aug") and not converted.is_file():
-            self._read_sbd(root, converted)
-        else:
-            masks = (
-                "SegmentationClassAug" if self.split_name.endswith("_aug") else "SegmentationClass"
-            )
-            self._read_list(converted, self.root / masks)
+            self._read_sbd(root, converted)  # leaves VOC val out itself
+            return
+        masks = "SegmentationClassAug" if self.split_name.endswith("_aug") else "SegmentationClass"
+        self._read_list(converted, self.root / masks)
         if request.split == "train" or self.split_name.endswith("_aug"):  # not trainval
             check_disjoint(self.split_name, self.ids, lists / "val.txt")
 
