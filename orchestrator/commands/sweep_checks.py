@@ -76,14 +76,9 @@ def check_numbers(args: argparse.Namespace) -> None:
     if args.optuna_storage:
         check_optuna_storage(args.optuna_storage)
     if args.strategy in (Strategy.ESTIMATE, Strategy.ADAPTIVE):  # the dry run checks them too
-        from analysis.strategies import StrategyOptions
+        from orchestrator.commands.backtest import strategy_options
 
-        StrategyOptions(
-            tolerance=args.tolerance,
-            budget=args.budget,
-            max_drop=args.max_drop,
-            stop_probability=args.stop_probability,
-        ).check()
+        strategy_options(args)
 
 
 def check_optuna_storage(url: str) -> None:
