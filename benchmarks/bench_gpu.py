@@ -447,7 +447,7 @@ def step_figures(
     cfg = paper_config(plan, model_name, device_name)
     seed_everything(cfg.seed)
     train_set, _, num_classes = build_datasets(cfg)
-    loader = make_loader(train_set, cfg, train=True)
+    loader = make_loader(train_set, cfg, train=True, device=device)  # the trial's own loader
     out: dict[str, Any] = {
         "config": cfg.to_dict(),
         "trial_loader": {"num_workers": loader.num_workers, "pin_memory": loader.pin_memory},

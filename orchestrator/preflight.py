@@ -138,10 +138,22 @@ def check_offline(settings: SweepSettings) -> None:
     check_scheduler(settings)
     trials = settings.search_space().trials()
     check_data_roots(trials, local=settings.address is None)
+    check_gpu_share(trials, settings.gpus_per_trial)
     if settings.address is None:
         check_pretrained_files(trials)
         check_devices(trials)
     check_estimator_file(settings)
+
+
+def check_gpu_share(trials: Sequence[TrialConfig], gpus_per_trial: float) -> None:
+    """Trials that ask for ``device: cuda`` need a GPU share from Ray: a trial Ray gives no GPU
+    runs on the CPU (``orchestrator.tune.trial_device``), so ``cuda`` with ``--gpus-per-trial
+    0`` is refused here rather than in every trial."""
+    if gpus_per_trial == 0 and any(t.device == "cuda" for t in trials):
+        raise InputError(
+            "device 'cuda' (in the space or --set device=cuda) with --gpus-per-trial 0: Ray "
+            "gives such trials no GPU; pass --gpus-per-trial 1 (or a share such as 0.5)"
+        )
 
 
 def check_devices(trials: Sequence[TrialConfig]) -> None:
@@ -201,6 +213,7 @@ __all__ = [
     "check_data_roots",
     "check_devices",
     "check_estimator_file",
+    "check_gpu_share",
     "check_local_resources",
     "check_name",
     "check_new_experiment",

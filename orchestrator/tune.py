@@ -15,11 +15,12 @@ so ``spectral-sweep --help``, ``spaces`` and ``sweep --dry-run`` never load Ray.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from orchestrator.sweep_run import close_parent_run, open_parent_run
 from orchestrator.system_metrics import SystemMetricsSampler
 from orchestrator.uris import is_local_uri
 from search_spaces import SearchSpace
-from trainables.config import TrialConfig
+from trainables.config import DeviceName, TrialConfig
 from trainables.errors import InputError
 from trainables.run_schema import Metric, MlflowTag, posthoc_metrics
 
@@ -84,6 +85,7 @@ def spectral_sweep_trial(
 
     MODELS.update(models or {})  # before the config is checked: it may name one of them
     cfg = TrialConfig.from_dict(config)  # the Ray edge: Tune's dict becomes the trial's config
+    cfg = dataclasses.replace(cfg, device=trial_device(cfg.device, ray.get_gpu_ids()))
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # per-report INFO
     node_id = ray.get_runtime_context().get_node_id()
     with scratch_folder() as tmp:
@@ -116,6 +118,23 @@ def spectral_sweep_trial(
         finally:
             if sampler is not None:
                 sampler.stop()
+
+
+def trial_device(device: DeviceName, gpu_ids: Sequence[Any]) -> DeviceName:
+    """The device a trial runs on, given the GPUs Ray assigned it: ``auto`` is the CPU when Ray
+    gave it none. Ray (2.48 on) leaves ``CUDA_VISIBLE_DEVICES`` alone for a task or actor that
+    asked for no GPU, so without this every trial of a ``--gpus-per-trial 0`` sweep on a GPU
+    machine would pick ``cuda:0``: as many trials on one GPU as there are CPUs, outside Ray's
+    accounting. ``cuda`` without a GPU share is refused (preflight refuses it first with the
+    embedded Ray; this catches a cluster)."""
+    if gpu_ids or device == "cpu":
+        return device
+    if device == "cuda":
+        raise InputError(
+            "device 'cuda' but Ray assigned this trial no GPU; pass --gpus-per-trial 1 "
+            "(or a share such as 0.5)"
+        )
+    return "cpu"
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -215,6 +234,12 @@ def check_cluster(settings: SweepSettings) -> None:
                 f"{flag} {amount:g}: no Ray node has that many {name}s (largest node "
                 f"{largest:g}, cluster {available.get(name, 0.0):g}); a trial could never start"
             )
+    if available.get("GPU", 0.0) and not settings.gpus_per_trial:
+        log.warning(
+            "the Ray cluster has %g GPU(s) but --gpus-per-trial is 0: the trials run on the "
+            "CPU; pass --gpus-per-trial 1 (or a share such as 0.5) to train on the GPUs",
+            available["GPU"],
+        )
     hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
     if len(hosts) > 1 and is_local_uri(settings.tracking_uri):
         raise InputError(

@@ -542,8 +542,10 @@ def test_sizes_beyond_what_a_trial_accepts(
             ["--search", "optuna", "--num-samples", "2", "--optuna-storage", "sqlite:///no/o.db"],
             ["folder no does not exist"],
         ),
+        # Ray gives a trial with no GPU share none (and `auto` then runs it on the CPU)
+        (["--set", "device=cuda"], ["device 'cuda'", "--gpus-per-trial 0", "0.5"]),
         pytest.param(
-            ["--set", "device=cuda"],
+            ["--set", "device=cuda", "--gpus-per-trial", "1"],
             ["device 'cuda'", "no CUDA device"],
             marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
         ),

@@ -227,6 +227,21 @@ def test_resources_this_machine_cannot_hold(
     fails_with(capsys, ["sweep", "--space", "smoke", "--gpus-per-trial", gpus], "CUDA GPUs")
 
 
+def test_a_trial_without_a_gpu_share_runs_on_the_cpu() -> None:
+    """Ray leaves CUDA_VISIBLE_DEVICES alone for an actor that asked for no GPU, so `auto`
+    would find every GPU of the machine: under Ray it means the CPU unless Ray assigned one."""
+    from orchestrator.tune import trial_device
+    from trainables.errors import InputError
+
+    assert trial_device("auto", []) == "cpu"
+    assert trial_device("cpu", []) == "cpu"
+    assert trial_device("auto", ["0"]) == "auto"  # resolved to the assigned GPU in the trial
+    assert trial_device("cuda", ["1"]) == "cuda"
+    assert trial_device("cpu", ["0"]) == "cpu"
+    with pytest.raises(InputError, match="assigned this trial no GPU"):
+        trial_device("cuda", [])
+
+
 def test_new_sweep_refuses_an_experiment_with_runs(
     in_tmp: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -207,7 +207,12 @@ def test_truncation_lowers_flops_and_changes_the_network() -> None:
 
 
 @pytest.mark.slow
-def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path: object) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_from_checkpoint_matches_an_uninterrupted_run(
+    tmp_path: object, workers: int
+) -> None:
+    """Also with loader worker processes (a GPU trial's default): each epoch's workers are
+    seeded from the (seed, epoch) generator, so a resumed epoch draws what it drew before."""
     from pathlib import Path
 
     class Interrupted(Exception):
@@ -217,7 +222,7 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path: object) -
         raise Interrupted(report.epoch)
 
     ckpt = Path(str(tmp_path)) / "ckpt"
-    config = tiny(epochs=2, prune_rate=0.2, decoder_prune_rate=0.2)
+    config = tiny(epochs=2, prune_rate=0.2, decoder_prune_rate=0.2, loader_workers=workers)
     full = run_trial(config)
     with pytest.raises(Interrupted):  # the same trial dies after its first checkpoint
         run_trial(config, report=crash_after_first_evaluation, checkpoint_dir=ckpt)
@@ -231,6 +236,35 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path: object) -
     assert [r.epoch for r in resumed_reports] == [1]  # epoch 0 was not trained again
     for key in ("miou", "loss", "train_loss", "boundary_iou", "gflops"):
         assert resumed.metrics[key] == pytest.approx(full.metrics[key], rel=1e-5), key
+
+
+@pytest.mark.gpu
+def test_a_gpu_trial_resumes_and_its_checkpoint_evaluates_on_the_cpu(tmp_path: Path) -> None:
+    """On CUDA (bf16 autocast, channels_last, pinned loader workers): a trial interrupted after
+    its first checkpoint resumes to the uninterrupted result, its checkpoint keeps the random
+    state of its own GPU only, and the weights evaluate on the CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from trainables.checkpoint import read_checkpoint
+
+    class Interrupted(Exception):
+        pass
+
+    def crash(report: TrialReport) -> None:
+        raise Interrupted(report.epoch)
+
+    config = tiny(epochs=3, eval_every=1, device="cuda", amp=True, prune_rate=0.2)
+    full = run_trial(config)
+    with pytest.raises(Interrupted):
+        run_trial(config, report=crash, checkpoint_dir=tmp_path)
+    assert len(read_checkpoint(tmp_path / CHECKPOINT_FILE)["rng_cuda"]) == 1
+    resumed = run_trial(config, checkpoint_dir=tmp_path)
+    for key in ("miou", "loss", "train_loss"):  # GPU kernels are not bit-exact
+        assert resumed.metrics[key] == pytest.approx(full.metrics[key], rel=1e-2, abs=1e-3), key
+    on_cpu = evaluate_checkpoint(tmp_path, [3], {"device": "cpu"})
+    assert on_cpu[3]["miou"] >= 0 and math.isfinite(on_cpu[3]["loss"])
 
 
 @pytest.mark.slow

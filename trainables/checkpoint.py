@@ -176,7 +176,7 @@ def save_checkpoint(
             optimizer=optimizer.state_dict(),
             scheduler=scheduler.state_dict(),
             rng_cpu=torch.get_rng_state(),
-            rng_cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            rng_cuda=_cuda_rng_states(model),
         )
     if band_profile_init is not None:
         state[_INIT_PROFILE_KEY] = band_profile_init.detach().to("cpu", torch.float64)
@@ -277,9 +277,24 @@ def restore_training_state(
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng_cpu"])
-    if torch.cuda.is_available() and state["rng_cuda"]:
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    device = _param_device(optimizer)
+    if device.type == "cuda" and state["rng_cuda"]:
+        torch.cuda.set_rng_state(state["rng_cuda"][0], device)
     return epoch + 1
+
+
+def _cuda_rng_states(model: nn.Module) -> list[torch.Tensor]:
+    """The random state of the GPU the trial trains on, as a one-element list (empty on the
+    CPU). Only that GPU's: every visible GPU's state would create a CUDA context on each of
+    them (from a CPU trial too), and a trial resumed where fewer GPUs are visible could not
+    restore them. Checkpoints written before kept every visible GPU's state, the trial's first."""
+    device = next(model.parameters()).device
+    return [torch.cuda.get_rng_state(device)] if device.type == "cuda" else []
+
+
+def _param_device(optimizer: torch.optim.Optimizer) -> torch.device:
+    """Where the optimizer's parameters (the model) live."""
+    return optimizer.param_groups[0]["params"][0].device
 
 
 def holds_last_epoch(path: str | Path, cfg: TrialConfig) -> bool:

@@ -226,7 +226,15 @@ def make_loader(
     with worker processes, each worker's augmentation from a seed drawn from it); pinned
     memory on a GPU. The evaluation loader has its own generator too: a loader without one
     draws its seed from the global RNG on every pass, so how often a trial evaluates
-    (``eval_every``, a run-only setting) would change the dropout masks it trains with."""
+    (``eval_every``, a run-only setting) would change the dropout masks it trains with.
+
+    The training loader's workers start anew each epoch: a DataLoader draws its workers' seed
+    from the generator when it starts them, and the trial reseeds the generator per epoch
+    (``trial._reseed_order``), so epoch k draws the same order and augmentation whether the
+    trial ran through or resumed at k. Persistent workers would keep epoch 0's streams (not in
+    any checkpoint) and make a resumed trial differ. The evaluation loader draws nothing, so
+    its workers persist. The worker count itself changes the augmentation draws (one stream
+    per worker, as in any DataLoader)."""
     generator = torch.Generator().manual_seed(cfg.seed)
     workers = loader_workers(cfg, device)
     return DataLoader(
@@ -236,7 +244,7 @@ def make_loader(
         drop_last=train and _last_batch(len(dataset), cfg.batch_size) == 1,  # type: ignore[arg-type]
         generator=generator,
         num_workers=workers,
-        persistent_workers=workers > 0,  # one start per trial, not per epoch
+        persistent_workers=workers > 0 and not train,  # see above
         pin_memory=device is not None and device.type == "cuda",
     )
 
