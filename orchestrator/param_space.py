@@ -6,6 +6,7 @@ Search spaces are plain data (``search_spaces``); this module is where they beco
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,16 +19,40 @@ from trainables.config import TrialConfig
 
 @dataclass(frozen=True)
 class OptunaSpace:
-    """Optuna define-by-run space: one categorical per axis, fixed/derived settings as constants."""
+    """Optuna define-by-run space that samples trials of the space, fixed and derived settings
+    as constants. One sub-grid: one categorical per axis. Several (a union, e.g. an LRG grid
+    and a label-band grid): a categorical ``grid`` picks the sub-grid, then its own axes,
+    named ``grid<i>.<axis>`` (Optuna keeps one set of choices per name). One categorical per
+    axis over all sub-grids would sample their cross product: configurations outside the space
+    (an LRG with a label band and a prune rate no sub-grid pairs). Tune puts the sampled
+    parameters in the config beside the returned settings: :func:`trial_settings` takes the
+    ``grid`` ones out again."""
 
     space: dict[str, Any]
 
     def __call__(self, trial: Any) -> dict[str, Any]:
         space = space_from_dict(self.space, source="optuna space")
-        values = {
-            axis: trial.suggest_categorical(axis, choices) for axis, choices in space.axes().items()
-        }
+        grids = space.grids
+        if len(grids) <= 1:
+            axes = dict(grids[0]) if grids else {}
+            values = {a: trial.suggest_categorical(a, list(c)) for a, c in axes.items()}
+        else:
+            index = trial.suggest_categorical("grid", list(range(len(grids))))
+            values = {
+                axis: trial.suggest_categorical(f"grid{index}.{axis}", list(choices))
+                for axis, choices in grids[index].items()
+            }
         return space.resolve(values)
+
+
+#: Optuna parameters of :class:`OptunaSpace` that are not trial settings.
+_GRID_PARAM = re.compile(r"grid(\d+\.|$)")
+
+
+def trial_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A config Tune's ``OptunaSearch`` suggested, less :class:`OptunaSpace`'s sub-grid
+    parameters (``grid``, ``grid<i>.<axis>``): the trial's settings."""
+    return {k: v for k, v in config.items() if not _GRID_PARAM.match(k)}
 
 
 def _trial_defaults() -> dict[str, Any]:
@@ -86,4 +111,4 @@ def max_epochs(trials: Sequence[TrialConfig]) -> int:
     return max((t.epochs for t in trials), default=1)
 
 
-__all__ = ["OptunaSpace", "complete_configs", "grid_param_space", "max_epochs"]
+__all__ = ["OptunaSpace", "complete_configs", "grid_param_space", "max_epochs", "trial_settings"]

@@ -17,6 +17,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from orchestrator.param_space import trial_settings
 from trainables.config import TrialConfig
 
 
@@ -68,6 +69,7 @@ class UniqueConfigs(Searcher):
             config = self.searcher.suggest(inner)
             if config is None or config == Searcher.FINISHED:
                 return config  # nothing now (concurrency), or Optuna is done
+            config = trial_settings(config)  # less the sub-grid choice (OptunaSpace)
             if key_of(config) in self.seen:
                 self.repeats += 1
                 self.searcher.on_trial_complete(inner, result=None, error=True)

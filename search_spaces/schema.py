@@ -22,7 +22,6 @@ orchestrator turns a space into Tune objects.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 import re
@@ -32,7 +31,6 @@ from typing import Any
 
 from search_spaces.validation import (
     Scalar,
-    contains,
     key_text,
     lookup,
     parse_derived,
@@ -126,26 +124,6 @@ class SearchSpace:
 
     def __len__(self) -> int:
         return len(self._configs)
-
-    def axes(self) -> dict[str, list[Scalar]]:
-        """Each axis with the union of its values over the sub-grids, in first-seen order.
-
-        An axis missing from some sub-grid also takes that sub-grid's value (the fixed
-        setting, or the :class:`TrialConfig` default), so a sampler over these axes can reach
-        every sub-grid. Used by the Optuna search (one categorical per axis).
-        """
-        defaults = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
-        names: list[str] = []
-        for grid in self.grids:
-            names.extend(n for n in grid if n not in names)
-        out: dict[str, list[Scalar]] = {}
-        for name in names:
-            values: list[Scalar] = []
-            for grid in self.grids:
-                candidates = grid.get(name, (self.fixed.get(name, defaults.get(name)),))
-                values.extend(v for v in candidates if not contains(values, v))
-            out[name] = values
-        return out
 
     def varying_keys(self) -> list[str]:
         """Settings whose value differs between trials (the columns worth showing)."""

@@ -160,6 +160,37 @@ def test_optuna_never_repeats_and_trains_references_first() -> None:
     assert search.repeats > 0  # Optuna did repeat itself, and was refused
 
 
+def test_optuna_samples_the_union_of_sub_grids_not_their_cross_product() -> None:
+    """A space of two sub-grids (an LRG grid on one model, a label-band grid on the other):
+    every configuration Optuna suggests is a trial of the space, and both sub-grids are
+    reached (one categorical per axis would pair dan with a label band, or an LRG with one)."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    from orchestrator.param_space import OptunaSpace, trial_settings
+    from orchestrator.unique_search import key_of
+    from search_spaces import space_from_dict
+
+    space = space_from_dict(
+        {
+            "name": "union",
+            "fixed": {"backbone": "resnet18", "dataset": "synthetic-smooth", "input_size": 33},
+            "grids": [
+                {"model": ["dan"], "lrg": [7, 5, 3]},
+                {"model": ["deeplabv3plus"], "annotation_nu_max": [4, 2, 1]},
+            ],
+        }
+    )
+    inside = {t.key for t in space.trials()}
+    search = OptunaSearch(space=OptunaSpace(space.to_dict()), metric="miou", mode="max", seed=0)
+    suggested = []
+    for i in range(24):
+        suggested.append(trial_settings(search.suggest(f"t{i}")))
+        search.on_trial_complete(f"t{i}", result={"miou": 0.01 * i})
+    outside = [c for c in suggested if key_of(c) not in inside]
+    assert outside == []
+    assert {c["model"] for c in suggested} == {"dan", "deeplabv3plus"}
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_asha_stopped_trials_say_so_and_analysis_leaves_them_out(

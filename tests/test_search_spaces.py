@@ -92,14 +92,7 @@ def test_subgrids_are_a_union_without_duplicates_and_axes_cover_them() -> None:
         }
     )
     assert [t["lrg"] for t in expand(space)] == [9, 5, 3]
-    assert space.axes() == {"model": ["dan"], "lrg": [9, 5, 3]}
     assert space.varying_keys() == ["lrg"]
-
-
-def test_axes_fill_missing_axes_with_the_fixed_or_default_value() -> None:
-    axes = get_space("demo").axes()
-    assert axes["annotation_nu_max"][0] is None  # the LRG sub-grid uses the default
-    assert axes["lrg"] == [17, 9, 5, 3]
 
 
 def test_example_file_and_toml_give_the_same_trials(tmp_path: Path) -> None:

@@ -68,7 +68,12 @@ def register(sub: Any) -> None:
     )
     add_tracking_uri(p)
     p.add_argument("--search", choices=("grid", "optuna"), default="grid")
-    p.add_argument("--num-samples", type=int, default=None, help="optuna: trials to sample")
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        default=None,
+        help="optuna: trials to sample (default: the space's size)",
+    )
     p.add_argument(
         "--multi-objective",
         action="store_true",
