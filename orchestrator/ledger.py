@@ -5,9 +5,16 @@ interrupted driver cleans up, so its status alone cannot say which. The driver c
 **finished** when its last report was its last epoch (``final``), **stopped early** when the
 scheduler stopped it (:data:`SCHEDULER_STOPS`, filled by the ASHA scheduler in
 ``orchestrator.tune``), **failed** on an error; anything else did not end (an interrupt) and a
-``--resume`` continues it. The ledger file (``<experiment>/spectral_sweep_trials.json``) keeps
-these outcomes across driver restarts; the sweep's summary counts them, and the MLflow runs
-are closed with the same outcome (FINISHED, FINISHED with ``stopped_early``, FAILED, KILLED).
+``--resume`` continues it. The ledger file (``<experiment>/spectral_sweep_trials.ledger``,
+JSON) keeps these outcomes across driver restarts; the sweep's summary counts them, and the
+MLflow runs are closed with the same outcome (FINISHED, FINISHED with ``stopped_early``,
+FAILED, KILLED).
+
+Its name does not end in ``.json``: Tune's restore copies every ``*.json`` and ``*.pkl`` of
+the experiment folder into its staging folder and writes them back at each save of its state,
+so a ``.json`` ledger would be reset to what it held when the driver resumed (a failed trial
+that the resume finishes would stay failed). Sweeps from before keep ``LEGACY_LEDGER_FILE``,
+read when the new file does not exist yet.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-LEDGER_FILE = "spectral_sweep_trials.json"
+LEDGER_FILE = "spectral_sweep_trials.ledger"
+LEGACY_LEDGER_FILE = "spectral_sweep_trials.json"
 
 FINISHED, STOPPED_EARLY, FAILED = "finished", "stopped_early", "failed"
 OUTCOMES: tuple[str, ...] = (FINISHED, STOPPED_EARLY, FAILED)
@@ -57,8 +65,10 @@ class TrialLedger:
     @classmethod
     def open(cls, experiment_path: str | Path) -> TrialLedger:
         path = Path(experiment_path) / LEDGER_FILE
+        legacy = Path(experiment_path) / LEGACY_LEDGER_FILE
+        source = path if path.exists() or not legacy.exists() else legacy
         try:
-            data = json.loads(path.read_text("utf-8"))
+            data = json.loads(source.read_text("utf-8"))
         except (OSError, ValueError):
             data = {}
         return cls(path, data if isinstance(data, dict) else {})

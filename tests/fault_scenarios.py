@@ -345,6 +345,23 @@ def worker_killed(root: Path, trials: int = 2, epochs: int = 3) -> Observed:
     return check_record(sweep, observed)
 
 
+def failed_then_resumed(root: Path, trials: int = 2, epochs: int = 3) -> Observed:
+    """A trial's worker SIGKILLed with ``--max-failures 0``: the trial fails and the sweep
+    exits 1; ``--resume`` trains it again, and the record (and the summary) say finished."""
+    sweep = Sweep(root, "failed-resumed", trials, epochs)
+    driver = sweep.start("--max-concurrent", "1", "--max-failures", "0")
+    wait_for(lambda: sweep.results() >= 1, 240, "a first result", driver)
+    for pid in trial_workers(driver)[:1]:
+        os.kill(pid, signal.SIGKILL)
+    codes = [finish(driver)]
+    resumed = sweep.start(resume=True)
+    codes.append(finish(resumed))
+    observed = Observed("trial failed, then resumed", "exit 1, then 0", codes)
+    lines = resumed.output().splitlines()
+    observed.notes.append(next((ln for ln in lines if " unfinished of " in ln), ""))
+    return check_record(sweep, observed)
+
+
 def scratch_folders(pids: list[int]) -> list[Path]:
     """The trial scratch folders (``trainables.checkpoint.scratch_folder``) of ``pids``."""
     from trainables.checkpoint import SCRATCH_PREFIX, scratch_dir

@@ -57,6 +57,15 @@ def test_worker_killed_mid_trial(tmp_path: Path) -> None:
     same_history_as_uninterrupted(tmp_path, "worker-killed")
 
 
+def test_a_failed_trial_that_a_resume_finishes_is_recorded_finished(tmp_path: Path) -> None:
+    """Tune's restore copies the experiment folder's ``*.json`` files and writes them back at
+    every save: the outcome ledger is not one, so the resumed driver's "finished" stays."""
+    observed = faults.failed_then_resumed(tmp_path, trials=2, epochs=3)
+    assert observed.exit_codes == [1, 0], observed.notes
+    assert " 2 finished, 0 failed" in observed.notes[0], observed.notes
+    clean(observed)
+
+
 def test_driver_killed_after_results_three_times_then_resumed(tmp_path: Path) -> None:
     observed = faults.driver_killed(tmp_path, kills=3, trials=1, epochs=8)  # epochs to spare
     assert observed.exit_codes == [-9, -9, -9, 0]

@@ -124,6 +124,22 @@ def test_ledger_survives_a_new_driver(tmp_path: Path) -> None:
     }
 
 
+def test_a_sweep_from_before_keeps_its_ledger(tmp_path: Path) -> None:
+    """Sweeps started before the ledger's rename (``*.json``, which Tune's restore rewrites)
+    are read from the old file until the new one is written."""
+    import json
+
+    from orchestrator.ledger import LEDGER_FILE, LEGACY_LEDGER_FILE
+
+    legacy = {"a": {"outcome": FAILED, "epochs": 1}}
+    (tmp_path / LEGACY_LEDGER_FILE).write_text(json.dumps(legacy))
+    ledger = TrialLedger.open(tmp_path)
+    assert ledger.outcome("a") == FAILED and not LEDGER_FILE.endswith((".json", ".pkl"))
+    ledger.record("a", FINISHED, 3)
+    (tmp_path / LEGACY_LEDGER_FILE).write_text(json.dumps(legacy))  # what Tune writes back
+    assert TrialLedger.open(tmp_path).outcome("a") == FINISHED
+
+
 @pytest.mark.slow
 def test_optuna_never_repeats_and_trains_references_first() -> None:
     from ray.tune.search import Searcher
