@@ -64,6 +64,12 @@ class SweepSettings:
     optuna_storage: str = ""  # optuna: the study's storage URL ("": optuna.db beside tracking)
     study_name: str = ""  # optuna: the study's name in that storage (set when the sweep starts)
 
+    def __post_init__(self) -> None:
+        from orchestrator.uris import absolute_sqlite_uri
+
+        self.tracking_uri = absolute_sqlite_uri(self.tracking_uri)  # saved: resumed elsewhere
+        self.optuna_storage = absolute_sqlite_uri(self.optuna_storage)
+
     @property
     def mlflow_experiment(self) -> str:
         """The MLflow experiment the runs go to: ``experiment``, else the sweep name."""
@@ -113,10 +119,13 @@ class SweepOutcome:
 
 
 def save_settings(settings: SweepSettings) -> Path:
-    """Write ``spectral_sweep.json`` into the experiment directory."""
+    """Write ``spectral_sweep.json`` into the experiment directory, atomically (a temporary
+    file renamed over it: a full disk leaves the old file or none, never half of one)."""
     path = settings.experiment_path / SWEEP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(settings), indent=2) + "\n", encoding="utf-8")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(settings), indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
     return path
 
 
@@ -127,6 +136,11 @@ def load_settings(experiment_path: Path) -> SweepSettings:
         raise InputError(
             f"{experiment_path} has no {SWEEP_FILE}; it was not started by spectral-sweep"
         )
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path} cannot be read as a sweep's settings ({err})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} holds no sweep settings (a JSON object was expected)")
     known = {f.name for f in fields(SweepSettings)}
     return SweepSettings(**{k: v for k, v in data.items() if k in known})

@@ -50,6 +50,17 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(rest) if rest.startswith("/") else (Path.cwd() / rest).resolve()
 
 
+def absolute_sqlite_uri(uri: str) -> str:
+    """A ``sqlite:///`` URI whose path is relative, made absolute against the working
+    directory; any other URI as it is. A sweep saves its URIs for ``--resume``: a resume from
+    another directory must write to the same database, not a new one beside it."""
+    path = sqlite_path(uri)
+    if path is None or uri.startswith("sqlite:////"):
+        return uri
+    query = uri.partition("?")[2]
+    return f"sqlite:///{path}" + (f"?{query}" if query else "")
+
+
 def is_local_uri(uri: str) -> bool:
     """Whether the store is a file on this machine (only the local node can write it)."""
     return uri.startswith("sqlite:")
@@ -293,6 +304,7 @@ def ui_command(uri: str) -> str:
 __all__ = [
     "EXPECTED_URI",
     "SQLITE_HEADER",
+    "absolute_sqlite_uri",
     "artifact_location",
     "check_store_exists",
     "check_tracking_uri",

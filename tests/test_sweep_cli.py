@@ -142,6 +142,31 @@ def test_resume_needs_an_existing_sweep(in_tmp: Path, capsys: pytest.CaptureFixt
     fails_with(capsys, ["sweep", "--space", "smoke"], "already exists", "--resume")
 
 
+def test_a_sweep_saves_absolute_store_paths_and_refuses_damaged_settings(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A relative ``sqlite:///`` URI is saved absolute (a resume from another directory writes
+    to the same database, not a new one there); a damaged settings file is one line, exit 2."""
+    from orchestrator.settings import SWEEP_FILE, SweepSettings, save_settings
+    from search_spaces import get_space
+
+    storage = in_tmp / "runs"
+    settings = SweepSettings(space=get_space("smoke").to_dict(), name="rel", storage=str(storage),
+                             tracking_uri="sqlite:///sub/mlflow.db?timeout=20",
+                             optuna_storage="sqlite:///optuna.db")  # fmt: skip
+    assert settings.tracking_uri == f"sqlite:///{in_tmp / 'sub' / 'mlflow.db'}?timeout=20"
+    assert settings.optuna_storage == f"sqlite:///{in_tmp / 'optuna.db'}"
+    absolute = f"sqlite:///{in_tmp / 'a.db'}"
+    assert dataclasses.replace(settings, tracking_uri=absolute).tracking_uri == absolute
+    saved = save_settings(settings)
+    (storage / "rel" / "tuner.pkl").write_bytes(b"")
+    saved.write_text('{"space": {"name"')  # cut short by a full disk
+    argv = ["sweep", "--resume", "--name", "rel", "--storage", str(storage)]
+    fails_with(capsys, argv, SWEEP_FILE, "cannot be read as a sweep's settings")
+    saved.write_text("[]")
+    fails_with(capsys, argv, "holds no sweep settings")
+
+
 @pytest.mark.parametrize(
     ("flags", "named"),
     [

@@ -343,7 +343,10 @@ def resume_settings(args: argparse.Namespace, storage: Path) -> SweepSettings:
 
     settings = load_settings(path)
     check_resume_flags(args, settings)
-    if args.tracking_uri and args.tracking_uri != settings.tracking_uri:
+    from orchestrator.uris import absolute_sqlite_uri
+
+    given = absolute_sqlite_uri(args.tracking_uri) if args.tracking_uri else None
+    if given and given != settings.tracking_uri:
         raise InputError(
             f"--resume keeps the sweep's tracking URI {settings.tracking_uri!r}; drop "
             "--tracking-uri or pass that one"
