@@ -67,8 +67,8 @@ def prepare_study(settings: SweepSettings) -> None:
     """Fix the new sweep's storage URL and a study name free in it (saved with the sweep)."""
     import optuna
 
-    if settings.search != "optuna":
-        return
+    if settings.search != "optuna" or settings.study_name:
+        return  # a grid, or a sweep restarted in place (``tune_state_saved``) keeps its study
     settings.optuna_storage = settings.optuna_storage or default_storage(settings)
     if settings.optuna_storage.startswith("sqlite:///"):
         Path(settings.optuna_storage.removeprefix("sqlite:///")).parent.mkdir(

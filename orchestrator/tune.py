@@ -392,6 +392,14 @@ def has_sweep(path: Path) -> bool:
     return bool(tune.Tuner.can_restore(str(path)))
 
 
+def tune_state_saved(path: Path) -> bool:
+    """Whether Tune saved an experiment state at ``path`` (``experiment_state-*.json``). Tune
+    writes ``tuner.pkl`` about 0.2 s before its first state: a driver stopped in between left
+    a sweep that ``Tuner.restore`` cannot read (a KeyError) and that recorded no trial, so
+    ``--resume`` starts its Tune run anew, in place."""
+    return any(path.glob("experiment_state-*.json"))
+
+
 def planned_trials(settings: SweepSettings) -> int:
     """How many trials the sweep runs: the grid's size, or ``num_samples`` for Optuna."""
     size = len(settings.search_space())
@@ -423,6 +431,11 @@ def run_sweep(settings: SweepSettings, *, resume: bool = False, save: bool = Tru
     if opening is not None:
         opening.join()
     check_cluster(settings)
+    if resume and not tune_state_saved(settings.experiment_path):
+        log.info(
+            "Tune recorded no trial of sweep %r before it stopped: starting anew", settings.name
+        )
+        resume, save = False, False  # its settings (and study name) are saved already
     if resume:
         parent = open_parent_run(settings)
         tuner = restore_tuner(settings)

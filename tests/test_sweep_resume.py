@@ -142,6 +142,49 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path: P
         assert steps == [0, 1]
 
 
+#: A driver that stops after Tune wrote ``tuner.pkl`` and before its first experiment state
+#: (a window of about 0.2 s, where a kill or Ctrl-C lands now and then).
+STOPPED_IN_THE_WINDOW = """
+import sys
+from pathlib import Path
+from orchestrator.settings import SweepSettings, save_settings
+from orchestrator.tune import build_tuner, init_ray
+from search_spaces import space_from_dict
+import json
+space = space_from_dict(json.loads(sys.argv[1]))
+settings = SweepSettings(space=space.to_dict(), name=space.name, storage=sys.argv[2],
+                         tracking_uri=sys.argv[3], max_concurrent=1, verbose=0)
+save_settings(settings)
+init_ray(None)
+build_tuner(settings, open_parent=None)
+"""
+
+
+def test_a_sweep_stopped_before_tune_saved_any_state_resumes(tmp_path: Path) -> None:
+    """``tuner.pkl`` but no ``experiment_state-*.json``: Tune recorded no trial, so ``--resume``
+    starts its run anew in place (before: a KeyError traceback on every resume, and a new
+    sweep refused because the name was taken)."""
+    space = {**SPACE, "name": "window", "fixed": {**SPACE["fixed"], "epochs": 1,
+             "train_length": 8}, "grid": {"lrg": [9, 5]}}  # fmt: skip
+    uri = uris.default_tracking_uri(tmp_path)
+    runs = tmp_path / "runs"
+    subprocess.run([sys.executable, "-c", STOPPED_IN_THE_WINDOW, json.dumps(space), str(runs),
+                    uri], check=True, capture_output=True, timeout=120)  # fmt: skip
+    experiment = runs / "window"
+    assert (experiment / "tuner.pkl").exists() and not list(experiment.glob("experiment_state*"))
+    resumed = subprocess.run(
+        command(tmp_path, "--resume", "--name", "window"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "2 finished, 0 failed, 0 unfinished of 2 trials" in resumed.stdout
+    frame = trial_runs(uri, "window")
+    assert len(frame) == 2 and set(frame["status"]) == {"FINISHED"}
+
+
 def test_an_interrupted_optuna_sweep_resumes_its_stored_study(tmp_path: Path) -> None:
     """Ctrl-C during an Optuna sweep, then --resume: the same study in optuna.db goes on (no
     second study), every trial ends with one FINISHED run."""
