@@ -379,8 +379,9 @@ def log_analysis_run(
             client.log_artifact(run_id, str(path))
         if outputs.figures:
             client.log_artifacts(run_id, str(outputs.directory / FIGURES), FIGURES)
-    except Exception:
-        client.set_terminated(run_id, status="FAILED")
+    except BaseException as err:  # Ctrl-C too: the run says it did not finish
+        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        client.set_terminated(run_id, status=status)
         raise
     client.set_terminated(run_id, status="FINISHED")
     return run_id

@@ -301,12 +301,16 @@ def log_prediction_run(
     Params are the trial config (as for a trained run), metrics the prediction
     (``predicted_drop``, ``predicted_miou``, ``predicted_fpi``, ``gflops``, ``r_ce``, ...),
     tags role ``prediction`` and the configuration key. A configuration that already has a
-    prediction run keeps it (a resumed strategy logs nothing twice); returns the run id.
+    finished prediction run keeps it (a resumed strategy logs nothing twice); an unfinished
+    one (its driver died while logging it: RUNNING for good) is deleted and logged anew.
+    Returns the run id.
     """
     key = config.key
     existing = find_config_run(client, experiment_id, key, Role.PREDICTION)
-    if existing is not None:
+    if existing is not None and existing.info.status == "FINISHED":
         return str(existing.info.run_id)
+    if existing is not None:
+        retry_locked(lambda: client.delete_run(existing.info.run_id))
     all_tags = {**source_tags(), **tags, Tag.ROLE: Role.PREDICTION, Tag.CONFIG_KEY: key}
     parent = find_sweep_run(client, experiment_id)
     if parent is not None:

@@ -15,12 +15,14 @@ so ``spectral-sweep --help``, ``spaces`` and ``sweep --dry-run`` never load Ray.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import importlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -419,12 +421,48 @@ def configure_tune_environment() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
+#: In the experiment folder: held (``flock``) by the driver running the sweep.
+LOCK_FILE = ".spectral_sweep.lock"
+
+
+@contextlib.contextmanager
+def sweep_lock(path: Path) -> Iterator[None]:
+    """One driver per sweep: an exclusive ``flock`` on ``<experiment>/.spectral_sweep.lock``
+    for the sweep's whole run (the kernel drops it when the driver ends, SIGKILL included, so
+    it never goes stale). A second driver of the same sweep (two ``--resume`` at once) would
+    train the remaining trials twice, log their epochs twice and delete checkpoints the other
+    one reads: it is refused. The lock is this machine's (NFS may not honour it)."""
+    path.mkdir(parents=True, exist_ok=True)
+    with (path / LOCK_FILE).open("a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            who = f" (pid {holder})" if holder else ""
+            raise InputError(
+                f"sweep {path.name!r} is running in another process{who}; wait for it to end "
+                "(or stop it), then --resume"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+
+
 def run_sweep(settings: SweepSettings, *, resume: bool = False, save: bool = True) -> SweepOutcome:
-    """Start (or resume) the sweep and wait for it; Ray is joined or started as needed.
+    """Start (or resume) the sweep and wait for it; Ray is joined or started as needed; one
+    driver at a time (:func:`sweep_lock`).
 
     ``save``: write the settings for ``--resume`` (a strategy saves its own, whole settings
     and runs its phases with ``save=False``).
     """
+    with sweep_lock(settings.experiment_path):
+        return _run_sweep(settings, resume=resume, save=save)
+
+
+def _run_sweep(settings: SweepSettings, *, resume: bool, save: bool) -> SweepOutcome:
     configure_tune_environment()
     opening = store.open_in_background(settings.tracking_uri)
     init_ray(settings.address)

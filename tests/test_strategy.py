@@ -257,7 +257,13 @@ def test_demo_story_on_the_smoke_space(tmp_path: Path, capsys: pytest.CaptureFix
         assert len(table) == 2 and set(table["optimal_lrg"]) <= {9, 5}
         assert (table["exact"] == (table["picked_lrg"] == table["optimal_lrg"])).all()
 
-        # again: both sweeps resume, nothing is trained or logged twice
+        # a driver killed while logging them left a prediction and the analysis RUNNING
+        client = store.make_client(uri)
+        client.update_run(analysis_run["run_id"].iloc[0], status="RUNNING")
+        client.update_run(frame.loc[frame["tags.spectral_sweep.role"] == "prediction", "run_id"]
+                          .iloc[0], status="RUNNING")  # fmt: skip
+
+        # again: both sweeps resume, nothing is trained or logged twice, the unfinished are redone
         assert main(args) == 0
         assert "resuming sweep 'smoke'" in capsys.readouterr().out
         for name, count in (
@@ -265,6 +271,10 @@ def test_demo_story_on_the_smoke_space(tmp_path: Path, capsys: pytest.CaptureFix
             ("smoke-estimate", len(frame)),
         ):  # 4 trials, analysis, sweep
             assert len(runs_frame(uri, name)) == count, name
+            assert set(runs_frame(uri, name)["status"]) == {"FINISHED"}, name
+        analysis_run = runs_frame(uri, "smoke").query("`tags.spectral_sweep.role` == 'analysis'")
+        logged = client.list_artifacts(analysis_run["run_id"].iloc[0], "figures")
+        assert {Path(a.path).name for a in logged} == figures
     finally:
         ray.shutdown()
 

@@ -167,6 +167,46 @@ def test_a_sweep_saves_absolute_store_paths_and_refuses_damaged_settings(
     fails_with(capsys, argv, "holds no sweep settings")
 
 
+def test_one_driver_per_sweep(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A second driver of a running sweep (two ``--resume`` at once) is refused in one line
+    naming the first one's pid; the lock goes with a killed driver (the kernel drops it)."""
+    import signal
+    import subprocess
+    import sys
+
+    from orchestrator.settings import SweepSettings, save_settings
+    from orchestrator.tune import sweep_lock
+    from search_spaces import get_space
+
+    storage = in_tmp / "runs"
+    settings = SweepSettings(space=get_space("smoke").to_dict(), name="busy", storage=str(storage),
+                             tracking_uri=f"sqlite:///{in_tmp / 'mlflow.db'}")  # fmt: skip
+    save_settings(settings)
+    (storage / "busy" / "tuner.pkl").write_bytes(b"")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from orchestrator.tune import sweep_lock\n"
+         "with sweep_lock(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)",
+         str(storage / "busy")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        argv = ["sweep", "--resume", "--name", "busy", "--storage", str(storage)]
+        fails_with(capsys, argv, "sweep 'busy' is running in another process", str(holder.pid))
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    with sweep_lock(storage / "busy"):  # free again; and this process's own second try fails
+        from trainables.errors import InputError
+
+        with (
+            pytest.raises(InputError, match="running in another process"),
+            sweep_lock(storage / "busy"),
+        ):
+            pass
+
+
 @pytest.mark.parametrize(
     ("flags", "named"),
     [

@@ -168,9 +168,12 @@ def analyze_sweep(directory: Path, experiment: str) -> DemoAnalysis:
 
 
 def write_report(directory: Path, experiment: str, result: DemoAnalysis, verdict: Any) -> None:
-    """The report with the verdict in it; logged to MLflow once (a rerun logs nothing twice)."""
+    """The report with the verdict in it; logged to MLflow once (a rerun logs nothing twice).
+    An analysis run left unfinished (a driver that died while logging it) is deleted and the
+    analysis logged anew."""
     from analysis.mlflow_runs import runs_frame
     from analysis.report import log_analysis_run, write_outputs
+    from orchestrator import store
     from trainables.run_schema import Role, Tag
 
     _, uri = demo_locations(directory)
@@ -178,8 +181,13 @@ def write_report(directory: Path, experiment: str, result: DemoAnalysis, verdict
     outputs = write_outputs(result.analysis, result.directory, source, verdict=verdict)
     runs = runs_frame(uri, experiment)
     roles = runs.get(f"tags.{Tag.ROLE}")
-    if roles is None or not (roles == Role.ANALYSIS).any():
-        log_analysis_run(uri, experiment, outputs, result.analysis)
+    analyses = runs.loc[roles == Role.ANALYSIS] if roles is not None else runs.iloc[0:0]
+    if (analyses["status"] == "FINISHED").any():
+        return
+    client = store.make_client(uri)
+    for run_id in analyses["run_id"]:
+        client.delete_run(run_id)
+    log_analysis_run(uri, experiment, outputs, result.analysis)
 
 
 def print_verdict(exhaustive: Any, estimate: Any, result: DemoAnalysis) -> Any:
