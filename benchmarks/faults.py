@@ -33,6 +33,8 @@ def scenarios(quick: bool) -> list[tuple[str, Callable[[Path], faults.Observed]]
         ("driver", lambda r: faults.driver_killed(r, kills=3, trials=trials, epochs=epochs + 1)),
         ("pending", lambda r: faults.interrupted(r, pending=True, epochs=epochs)),
         ("running", lambda r: faults.interrupted(r, pending=False, epochs=epochs)),
+        ("sigterm", lambda r: faults.terminated(r, epochs=epochs)),
+        ("failed", lambda r: faults.failed_then_resumed(r, trials=trials, epochs=epochs)),
         ("outage", lambda r: faults.store_outage(r, outage=15.0 if quick else 40.0, epochs=epochs)),
         ("down", lambda r: faults.store_down_at_the_end(r, epochs=epochs)),
         ("stores", lambda r: faults.two_new_stores(r, rounds=3 if quick else 6)),

@@ -21,6 +21,7 @@ import fcntl
 import importlib
 import logging
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -169,6 +170,7 @@ def init_ray(address: str | None) -> None:
     """Join the Ray the caller already started, the cluster at ``address``, or start one here."""
     if ray.is_initialized():
         return
+    own = signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)  # the program's own
     try:
         if address is None:
             import_in_background(IMPORTED_WHILE_RAY_STARTS)
@@ -183,6 +185,22 @@ def init_ray(address: str | None) -> None:
             ray.init(address=address)
     except ConnectionError as err:
         raise InputError(f"cannot connect to Ray at {address!r}: {err}") from None
+    if not own:
+        terminate_as_interrupt()
+
+
+def terminate_as_interrupt() -> None:
+    """SIGTERM (``timeout``, ``kill``, a container's stop) ends the driver as Ctrl-C does: Tune
+    saves its state and stops, the runs are closed KILLED, the resume command is printed, exit
+    130. Installed after ``ray.init``, which sets a SIGTERM handler of its own (``sys.exit``:
+    exit 1, runs left RUNNING, no resume command); ``init_ray`` keeps a handler the program
+    had set before. Only the main thread may set handlers."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    signal.raise_signal(signal.SIGINT)
 
 
 #: Modules the driver imports before the first trial (Tune's TensorBoard logger imports

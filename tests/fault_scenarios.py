@@ -408,6 +408,24 @@ def interrupted(root: Path, pending: bool, epochs: int = 3) -> Observed:
     return check_record(sweep, observed)
 
 
+def terminated(root: Path, epochs: int = 3) -> Observed:
+    """SIGTERM to the driver alone (what ``timeout``, ``kill`` or a container's stop send),
+    one slot and three trials: it ends as Ctrl-C does (exit 130, the resume command, runs
+    KILLED, not RUNNING); then ``--resume`` finishes."""
+    sweep = Sweep(root, "sigterm", 3, epochs)
+    driver = sweep.start("--max-concurrent", "1")
+    wait_for(lambda: sweep.results() >= 1, 240, "a first result", driver)
+    os.kill(driver.pid, signal.SIGTERM)
+    first = finish(driver)
+    observed = Observed("SIGTERM to the driver", "exit 130 + resume command, then 0", [first])
+    if "spectral-sweep sweep --resume --name" not in driver.output():
+        observed.notes.append("no resume command printed")
+    observed.notes.append(statuses(sweep))
+    reap_group(driver)  # whatever Ray left (nothing, when the driver stopped it)
+    observed.exit_codes.append(finish(sweep.start(resume=True)))
+    return check_record(sweep, observed)
+
+
 def store_outage(root: Path, outage: float = 25.0, epochs: int = 4) -> Observed:
     """The MLflow server stopped for ``outage`` seconds (longer than the client's retries)
     while trials train, then restarted: every write lands, nothing twice."""

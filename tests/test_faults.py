@@ -85,6 +85,14 @@ def test_ctrl_c_exits_130_with_the_resume_command(tmp_path: Path, pending: bool)
     clean(observed)
 
 
+def test_sigterm_ends_a_sweep_as_ctrl_c_does(tmp_path: Path) -> None:
+    observed = faults.terminated(tmp_path, epochs=3)
+    assert observed.exit_codes == [130, 0], observed.notes
+    assert "no resume command printed" not in observed.notes
+    assert "RUNNING" not in observed.notes[-1] and "KILLED" in observed.notes[-1], observed.notes
+    clean(observed)
+
+
 @pytest.mark.mlflow_server
 def test_mlflow_server_outage_loses_nothing(tmp_path: Path) -> None:
     observed = faults.store_outage(tmp_path, outage=15.0, epochs=4)
