@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator import store
 from orchestrator.ledger import FAILED, FINISHED, STOPPED_EARLY, TrialLedger, epochs_completed
 from trainables.config import TrialConfig
-from trainables.run_schema import Metric, Tag
+from trainables.run_schema import Metric, MlflowTag, Tag
 
 if TYPE_CHECKING:
     from orchestrator.settings import SweepSettings
@@ -34,8 +34,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def reconcile(settings: SweepSettings, results: Any) -> list[str]:
-    """Repair the runs of ``results`` (a Tune ResultGrid); returns what could not be repaired."""
+def reconcile(settings: SweepSettings, results: Any, parent: str | None = None) -> list[str]:
+    """Repair the runs of ``results`` (a Tune ResultGrid); returns what could not be repaired.
+    ``parent``: the sweep's run, under which every trial run is nested (runs opened while the
+    store could not make the parent run were not)."""
     ledger = TrialLedger.open(settings.experiment_path)
     note_endings(ledger, results)  # first, so the counts are right even with the store down
     try:
@@ -52,14 +54,25 @@ def reconcile(settings: SweepSettings, results: Any) -> list[str]:
         settings.strategy,
         settings.role,
     )
+    if parent is not None:
+        tags[MlflowTag.PARENT_RUN_ID] = parent
     problems = []
     for result in results:
         trial_id = Path(result.path).name
+        run = runs.get(trial_id)
         try:
-            _reconcile_trial(client, experiment_id, ledger, runs.get(trial_id), result, tags)
+            _reconcile_trial(client, experiment_id, ledger, run, result, tags)
+            if parent is not None and run is not None:
+                _nest(client, run, parent)
         except Exception as err:
             problems.append(f"reconcile trial {trial_id}: {_first_line(err)}")
     return problems
+
+
+def _nest(client: Any, run: Any, parent: str) -> None:
+    """Nest a trial run under the sweep's run when it is not (opened during an outage)."""
+    if run.data.tags.get(MlflowTag.PARENT_RUN_ID) != parent:
+        store.set_tags(client, run.info.run_id, {MlflowTag.PARENT_RUN_ID: parent})
 
 
 def note_endings(ledger: TrialLedger, results: Any) -> None:

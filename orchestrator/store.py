@@ -250,7 +250,8 @@ def start_trial_run(
             return run_id, True
         if existing.info.status != "RUNNING":
             retry_locked(lambda: client.update_run(run_id, status="RUNNING"))
-        for key in (Tag.ERROR, Tag.ERROR_TRACE):  # a restarted failure starts clean
+        # a restarted failure or interruption starts clean (its end sets them anew)
+        for key in (Tag.ERROR, Tag.ERROR_TRACE, Tag.EPOCHS_COMPLETED):
             if key in existing.data.tags:
                 retry_locked(lambda key=key: client.delete_tag(run_id, key))  # type: ignore[misc]
         return run_id, False

@@ -53,9 +53,11 @@ def close_sweep_run(
     retry_locked(lambda: client.set_terminated(run_id, status=status))
 
 
-def open_parent_run(settings: SweepSettings) -> str | None:
+def open_parent_run(settings: SweepSettings, *, strict: bool = False) -> str | None:
     """The sweep's parent run in its experiment (None, with a warning, when the store does not
-    answer: the trials are tracked all the same)."""
+    answer: the trials are tracked all the same). ``strict``: raise instead, so the tracking
+    queue retries it in order (the trial runs it opens next nest under it) and counts it lost
+    if the store never answers."""
     import dataclasses
 
     import yaml
@@ -76,6 +78,8 @@ def open_parent_run(settings: SweepSettings) -> str | None:
         space = yaml.safe_dump(settings.space, sort_keys=False)
         return open_sweep_run(client, experiment_id, tags, params, space)
     except Exception as err:
+        if strict:
+            raise
         log.warning("the sweep's parent run could not be opened: %s", err)
         return None
 

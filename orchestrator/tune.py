@@ -504,12 +504,16 @@ def _run_sweep(settings: SweepSettings, *, resume: bool, save: bool) -> SweepOut
             save_settings(settings)
         # the parent run (and a new store's schema) is made by the callback's writer, in the
         # background while Tune starts its workers: a sweep's first seconds are not spent on it
-        tuner = build_tuner(settings, open_parent=lambda: open_parent_run(settings))
+        tuner = build_tuner(settings, open_parent=lambda: open_parent_run(settings, strict=True))
     results = tuner.fit()
     callback = ACTIVE.pop(str(settings.experiment_path), None)
     parent = callback.parent_id if callback is not None else None
     lost = list(callback.lost) if callback is not None else []
-    lost += reconcile(settings, results)
+    if parent is None:  # the store did not answer when the sweep began: once more, now
+        parent = open_parent_run(settings)
+        if parent is None:
+            lost.append("open the sweep's parent run")
+    lost += reconcile(settings, results, parent)
     outcome = sweep_outcome(settings, results, lost)
     if settings.multi_objective:
         points = sweep_points(results)

@@ -239,6 +239,11 @@ def check_record(sweep: Sweep, observed: Observed) -> Observed:
         if sorted(set(steps)) != list(range(sweep.epochs)):
             observed.lost += 1
             observed.notes.append(f"{trial_id}: epochs {sorted(set(steps))}")
+    parents = [r.info.run_id for r in every if r.data.tags.get("spectral_sweep.role") == "sweep"]
+    unnested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") not in parents[:1]]
+    if len(parents) != 1 or unnested:
+        observed.lost += len(unnested) + abs(len(parents) - 1)
+        observed.notes.append(f"{len(parents)} sweep run(s); {len(unnested)} run(s) not under it")
     missing = sweep.trials - len(trial_ids)
     if missing > 0:
         observed.lost += missing
@@ -442,6 +447,27 @@ def store_outage(root: Path, outage: float = 25.0, epochs: int = 4) -> Observed:
         return check_record(
             sweep, Observed(f"MLflow server down {outage:.0f} s", "exit 0, no loss", [code])
         )
+    finally:
+        server.stop()
+
+
+def store_down_at_the_start(root: Path, outage: float = 15.0, epochs: int = 4) -> Observed:
+    """The MLflow server stopped as the sweep starts (before its parent run is made) for
+    ``outage`` seconds: the parent run is made once it answers, every trial run under it."""
+    server = MlflowServer(root)
+    server.start()
+    try:
+        sweep = Sweep(root, "store-down-at-start", 2, epochs, uri=server.uri)
+        driver = sweep.start("--max-concurrent", "2")
+        settings = sweep.experiment_dir / "spectral_sweep.json"
+        wait_for(settings.exists, 120, "the sweep's settings", driver)
+        server.stop()
+        time.sleep(outage)
+        server.start()
+        code = finish(driver)
+        expected = "exit 0, parent run made"
+        return check_record(sweep, Observed(f"MLflow down {outage:.0f} s at the start", expected,
+                                            [code]))  # fmt: skip
     finally:
         server.stop()
 

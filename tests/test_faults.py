@@ -101,6 +101,15 @@ def test_mlflow_server_outage_loses_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.mlflow_server
+def test_mlflow_server_down_at_the_start_loses_no_parent_run(tmp_path: Path) -> None:
+    """Before: the parent run's creation failed once and was dropped (exit 0, the trial runs
+    not nested); now it waits in the tracking queue like every other write."""
+    observed = faults.store_down_at_the_start(tmp_path, outage=15.0, epochs=4)
+    assert observed.exit_codes == [0], observed.notes
+    clean(observed)
+
+
+@pytest.mark.mlflow_server
 def test_mlflow_server_down_at_the_end_is_reported_then_repaired(tmp_path: Path) -> None:
     observed = faults.store_down_at_the_end(tmp_path, epochs=2)
     assert observed.exit_codes == [1, 0]  # writes lost, said so; --resume repaired them

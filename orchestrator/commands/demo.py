@@ -265,9 +265,14 @@ def _labels_only(exhaustive: Any, result: DemoAnalysis) -> str:
     return (
         f"exact picks {summary['exact_picks']}/{summary['groups']}; mean FPI regret "
         f"{summary['mean_regret']:.1%}, worst {summary['max_regret']:.1%}; Spearman against the "
-        f"measured drops {summary['mean_spearman']:.2f} within groups, "
-        f"{summary['pooled_spearman']:.2f} pooled (label energy above each band, paper's line)"
+        f"measured drops {_rho(summary['mean_spearman'])} within groups, "
+        f"{_rho(summary['pooled_spearman'])} pooled (label energy above each band, paper's line)"
     )
+
+
+def _rho(value: float) -> str:
+    """A Spearman coefficient, or "-" where too few points gave none (NaN)."""
+    return f"{value:.2f}" if value == value else "-"
 
 
 def _share(part: int, total: int) -> str:
