@@ -449,8 +449,20 @@ def sweep_lock(path: Path) -> Iterator[None]:
     for the sweep's whole run (the kernel drops it when the driver ends, SIGKILL included, so
     it never goes stale). A second driver of the same sweep (two ``--resume`` at once) would
     train the remaining trials twice, log their epochs twice and delete checkpoints the other
-    one reads: it is refused. The lock is this machine's (NFS may not honour it)."""
+    one reads: it is refused. The lock is this machine's (NFS may not honour it). Folders it
+    made are removed again when the sweep wrote nothing there (refused after Ray started)."""
+    made = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
     path.mkdir(parents=True, exist_ok=True)
+    try:
+        with _locked(path) as held:
+            yield held
+    finally:
+        _remove_if_unused(path, made)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """The lock of :func:`sweep_lock`, with this process's pid in the file for the refusal."""
     with (path / LOCK_FILE).open("a+", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -467,6 +479,17 @@ def sweep_lock(path: Path) -> Iterator[None]:
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         yield
+
+
+def _remove_if_unused(path: Path, made: list[Path]) -> None:
+    """Remove the folders ``made`` (deepest first) when ``path`` holds only the lock."""
+    try:
+        if made and {p.name for p in path.iterdir()} <= {LOCK_FILE}:
+            (path / LOCK_FILE).unlink(missing_ok=True)
+            for folder in made:
+                folder.rmdir()
+    except OSError:
+        pass  # something else is there now: keep it
 
 
 def run_sweep(settings: SweepSettings, *, resume: bool = False, save: bool = True) -> SweepOutcome:

@@ -205,6 +205,13 @@ def test_one_driver_per_sweep(in_tmp: Path, capsys: pytest.CaptureFixture[str]) 
             sweep_lock(storage / "busy"),
         ):
             pass
+    fresh = in_tmp / "new-storage" / "sweep"
+    with sweep_lock(fresh):  # a sweep refused after Ray started: the folders it made go
+        pass
+    assert not (in_tmp / "new-storage").exists()
+    with sweep_lock(fresh):
+        (fresh / "tuner.pkl").write_bytes(b"")
+    assert (fresh / "tuner.pkl").exists()
 
 
 @pytest.mark.parametrize(
