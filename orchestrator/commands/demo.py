@@ -17,6 +17,7 @@ Running it again resumes (or reuses) both sweeps and logs nothing twice.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from dataclasses import dataclass
@@ -181,12 +182,12 @@ def write_report(directory: Path, experiment: str, result: DemoAnalysis, verdict
     outputs = write_outputs(result.analysis, result.directory, source, verdict=verdict)
     runs = runs_frame(uri, experiment)
     roles = runs.get(f"tags.{Tag.ROLE}")
-    analyses = runs.loc[roles == Role.ANALYSIS] if roles is not None else runs.iloc[0:0]
-    if (analyses["status"] == "FINISHED").any():
+    analyses = runs.loc[roles == Role.ANALYSIS] if roles is not None else None
+    if analyses is not None and (analyses["status"] == "FINISHED").any():
         return
     client = store.make_client(uri)
-    for run_id in analyses["run_id"]:
-        client.delete_run(run_id)
+    for run_id in [] if analyses is None else list(analyses["run_id"]):
+        store.retry_locked(functools.partial(client.delete_run, run_id))
     log_analysis_run(uri, experiment, outputs, result.analysis)
 
 
