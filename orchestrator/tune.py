@@ -412,6 +412,25 @@ def has_sweep(path: Path) -> bool:
     return bool(tune.Tuner.can_restore(str(path)))
 
 
+@contextlib.contextmanager
+def kept_signal_handlers() -> Iterator[None]:
+    """Around ``Tuner.fit``: the SIGINT and SIGUSR1 handlers as they were before it. Tune sets
+    its own (stop the run) and puts the old one back only when a signal came, so after a fit
+    that ended by itself the next Ctrl-C (during a strategy's predictions, the demo's report)
+    would only set Tune's stale flag and be lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = [signal.SIGINT, *([signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else [])]
+    before = {sig: signal.getsignal(sig) for sig in names}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                signal.signal(sig, handler)
+
+
 def tune_state_saved(path: Path) -> bool:
     """Whether Tune saved an experiment state at ``path`` (``experiment_state-*.json``). Tune
     writes ``tuner.pkl`` about 0.2 s before its first state: a driver stopped in between left
@@ -528,7 +547,8 @@ def _run_sweep(settings: SweepSettings, *, resume: bool, save: bool) -> SweepOut
         # the parent run (and a new store's schema) is made by the callback's writer, in the
         # background while Tune starts its workers: a sweep's first seconds are not spent on it
         tuner = build_tuner(settings, open_parent=lambda: open_parent_run(settings, strict=True))
-    results = tuner.fit()
+    with kept_signal_handlers():
+        results = tuner.fit()
     callback = ACTIVE.pop(str(settings.experiment_path), None)
     parent = callback.parent_id if callback is not None else None
     lost = list(callback.lost) if callback is not None else []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -224,8 +225,10 @@ def test_demo_story_on_the_smoke_space(tmp_path: Path, capsys: pytest.CaptureFix
     if ray.is_initialized():
         ray.shutdown()
     args = ["demo", "--space", "smoke", "--dir", str(tmp_path), "--confirm", "--quiet"]
+    ctrl_c = signal.getsignal(signal.SIGINT)
     try:
         assert main(args) == 0
+        assert signal.getsignal(signal.SIGINT) is ctrl_c  # not Tune's, which would swallow it
         out = capsys.readouterr().out
         assert "== verdict ==" in out
         # smoke: 4 trials in 2 groups (LRG 9 native, 5): 2 references + confirmations
