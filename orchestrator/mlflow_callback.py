@@ -36,6 +36,7 @@ from orchestrator.ledger import (
 )
 from orchestrator.tracking_queue import WriteQueue
 from trainables.config import TrialConfig
+from trainables.owned_folders import owned_prefix, remove_stale
 from trainables.run_schema import Artifact, Metric, MlflowTag, Tag
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,9 @@ class MlflowTrackingCallback(tune.Callback):
         total_num_samples: int | None = None,
         **info: Any,
     ) -> None:
+        remove_stale(
+            None, ARTIFACTS_PREFIX
+        )  # copies a killed driver left (a checkpoint, with --log-model)
         if self._open_parent is not None:
             opener, self._open_parent = self._open_parent, None
             self.queue.put("open the sweep's run", lambda: self._parent_opened(opener()))
@@ -337,12 +341,17 @@ class MlflowTrackingCallback(tune.Callback):
             self.lost.append(f"log the model of trial {trial_id} ({err})")
 
 
+#: The driver's copies of a trial's artifacts: this prefix, then its owner
+#: (``trainables.owned_folders``), so a killed driver's copies are removed by the next one.
+ARTIFACTS_PREFIX = "spectral-sweep-artifacts-"
+
+
 def _copy_artifacts(checkpoint: Any, with_model: bool = False) -> Path | None:
     """The checkpoint's small artifact files (and its weights when the model is logged),
     copied to a driver-side temporary folder."""
     if checkpoint is None:
         return None
-    target = Path(tempfile.mkdtemp(prefix="spectral-sweep-artifacts-"))
+    target = Path(tempfile.mkdtemp(prefix=owned_prefix(ARTIFACTS_PREFIX)))
     names = list(store.TRIAL_ARTIFACTS)
     if with_model:
         names.append(Artifact.CHECKPOINT_PT)

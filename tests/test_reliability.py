@@ -256,3 +256,27 @@ def test_asha_stopped_trials_say_so_and_analysis_leaves_them_out(
     with pytest.warns(AnalysisWarning, match=f"{len(stopped)} run\\(s\\) stopped early"):
         table = load_runs_mlflow(uri, "asha")
     assert len(table) == len(full)
+
+
+def test_a_killed_drivers_artifact_copies_are_removed_by_the_next(tmp_path: Path) -> None:
+    """The driver's copies of trial artifacts (a checkpoint with ``--log-model``) are named by
+    their process, like a trial's scratch folder: those of a driver that no longer runs go,
+    a running one's stay (the tracking callback removes them as a sweep starts)."""
+    import subprocess
+    import sys
+
+    from orchestrator.mlflow_callback import ARTIFACTS_PREFIX
+    from trainables.owned_folders import owned_prefix, remove_stale
+
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    mine = owned_prefix(ARTIFACTS_PREFIX)
+    space = mine.removeprefix(ARTIFACTS_PREFIX).split("-")[0]
+    stale = tmp_path / f"{ARTIFACTS_PREFIX}{space}-{ended}-abc"
+    live = tmp_path / f"{mine}abc"
+    unrelated = tmp_path / f"{ARTIFACTS_PREFIX}x1"
+    for folder in (stale, live, unrelated):
+        folder.mkdir()
+    assert remove_stale(str(tmp_path), ARTIFACTS_PREFIX) == [stale]
+    assert live.is_dir() and unrelated.is_dir() and not stale.exists()

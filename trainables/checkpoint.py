@@ -10,7 +10,6 @@ it from trained weights. Files are read with ``weights_only=True``; a bad file i
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,6 +20,7 @@ from torch import nn
 
 from trainables.config import TrialConfig
 from trainables.errors import InputError
+from trainables.owned_folders import owned_prefix, remove_stale
 from trainables.run_schema import Artifact
 
 CHECKPOINT_FILE = Artifact.CHECKPOINT_PT
@@ -97,53 +97,13 @@ def scratch_folder(directory: str | None = None) -> tempfile.TemporaryDirectory[
     ``directory``: instead of :func:`scratch_dir`."""
     where = scratch_dir() if directory is None else directory
     remove_stale_scratch(where)
-    owner = f"{SCRATCH_PREFIX}{_pid_namespace()}-{os.getpid()}-"
-    return tempfile.TemporaryDirectory(prefix=owner, dir=where)
+    return tempfile.TemporaryDirectory(prefix=owned_prefix(SCRATCH_PREFIX), dir=where)
 
 
 def remove_stale_scratch(directory: str | None = None) -> list[Path]:
     """Remove the scratch folders in ``directory`` (default: the system temp dir) whose trial
-    process no longer runs; the removed paths. Left alone: folders of running processes (this
-    one, another user's, another sweep's), of processes in another pid namespace (containers
-    that share ``/dev/shm`` but not their pids), and anything else."""
-    root = Path(directory if directory is not None else tempfile.gettempdir())
-    here = _pid_namespace()
-    removed = []
-    for path in root.glob(f"{SCRATCH_PREFIX}*-*-*"):
-        space, pid = _scratch_owner(path.name)
-        if space != here or pid is None or pid == os.getpid() or _running(pid):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    return removed
-
-
-def _scratch_owner(name: str) -> tuple[str, int | None]:
-    """``(pid namespace, pid)`` of a scratch folder's name."""
-    space, _, rest = name[len(SCRATCH_PREFIX) :].partition("-")
-    head = rest.split("-", 1)[0]
-    return space, int(head) if head.isdigit() else None
-
-
-def _pid_namespace() -> str:
-    """This process's pid namespace (Linux: the inode of ``/proc/self/ns/pid``), else "0"."""
-    try:
-        link = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
-    except OSError:
-        return "0"
-    digits = "".join(c for c in link if c.isdigit())
-    return digits or "0"
-
-
-def _running(pid: int) -> bool:
-    """Whether a process ``pid`` exists here (another user's counts: signal 0 is refused)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    process no longer runs; the removed paths (:func:`trainables.owned_folders.remove_stale`)."""
+    return remove_stale(directory, SCRATCH_PREFIX)
 
 
 def save_checkpoint(
