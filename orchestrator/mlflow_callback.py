@@ -186,6 +186,12 @@ class MlflowTrackingCallback(tune.Callback):
         if run_id is not None:
             self.use_parent(run_id)
 
+    def open_parent_first(self, opener: Callable[[], str | None]) -> None:
+        """Open the sweep's run with ``opener`` as the first write of the next Tune run (a
+        callback restored from ``tuner.pkl`` on resume): queued and retried like every write,
+        so the trial runs it opens next nest under it."""
+        self._open_parent = opener
+
     def use_parent(self, run_id: str) -> None:
         """Nest the trial runs this callback opens under the sweep's run ``run_id``."""
         self.tags[MlflowTag.PARENT_RUN_ID] = run_id

@@ -4,7 +4,6 @@ outcome; trials, the analysis and a strategy's predictions nest under it (``mlfl
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -17,8 +16,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from orchestrator.settings import SweepOutcome, SweepSettings
-
-log = logging.getLogger(__name__)
 
 
 def open_sweep_run(
@@ -53,11 +50,11 @@ def close_sweep_run(
     retry_locked(lambda: client.set_terminated(run_id, status=status))
 
 
-def open_parent_run(settings: SweepSettings, *, strict: bool = False) -> str | None:
-    """The sweep's parent run in its experiment (None, with a warning, when the store does not
-    answer: the trials are tracked all the same). ``strict``: raise instead, so the tracking
-    queue retries it in order (the trial runs it opens next nest under it) and counts it lost
-    if the store never answers."""
+def open_parent_run(settings: SweepSettings) -> str:
+    """The sweep's parent run in its experiment, made or reopened. A store that does not
+    answer raises: the tracking queue that runs this as a sweep's first write retries it in
+    order (the trial runs it opens next nest under it) and counts it lost if the store never
+    answers."""
     import dataclasses
 
     import yaml
@@ -70,18 +67,12 @@ def open_parent_run(settings: SweepSettings, *, strict: bool = False) -> str | N
         settings.strategy,
         settings.role,
     )
-    try:
-        client = store.make_client(settings.tracking_uri)
-        experiment_id = store.ensure_experiment(
-            client, settings.mlflow_experiment, settings.tracking_uri
-        )
-        space = yaml.safe_dump(settings.space, sort_keys=False)
-        return open_sweep_run(client, experiment_id, tags, params, space)
-    except Exception as err:
-        if strict:
-            raise
-        log.warning("the sweep's parent run could not be opened: %s", err)
-        return None
+    client = store.make_client(settings.tracking_uri)
+    experiment_id = store.ensure_experiment(
+        client, settings.mlflow_experiment, settings.tracking_uri
+    )
+    space = yaml.safe_dump(settings.space, sort_keys=False)
+    return open_sweep_run(client, experiment_id, tags, params, space)
 
 
 def close_parent_run(settings: SweepSettings, parent: str | None, outcome: SweepOutcome) -> None:

@@ -535,27 +535,22 @@ def _run_sweep(settings: SweepSettings, *, resume: bool, save: bool) -> SweepOut
         )
         resume, save = False, False  # its settings (and study name) are saved already
     if resume:
-        parent = open_parent_run(settings)
         tuner = restore_tuner(settings)
         restored = ACTIVE.get(str(settings.experiment_path))  # unpickled from tuner.pkl
-        if restored is not None and parent is not None:
-            restored.use_parent(parent)
+        if restored is not None:
+            restored.open_parent_first(lambda: open_parent_run(settings))
     else:
         prepare_study(settings)
         if save:
             save_settings(settings)
         # the parent run (and a new store's schema) is made by the callback's writer, in the
         # background while Tune starts its workers: a sweep's first seconds are not spent on it
-        tuner = build_tuner(settings, open_parent=lambda: open_parent_run(settings, strict=True))
+        tuner = build_tuner(settings, open_parent=lambda: open_parent_run(settings))
     with kept_signal_handlers():
         results = tuner.fit()
     callback = ACTIVE.pop(str(settings.experiment_path), None)
     parent = callback.parent_id if callback is not None else None
     lost = list(callback.lost) if callback is not None else []
-    if parent is None:  # the store did not answer when the sweep began: once more, now
-        parent = open_parent_run(settings)
-        if parent is None:
-            lost.append("open the sweep's parent run")
     lost += reconcile(settings, results, parent)
     outcome = sweep_outcome(settings, results, lost)
     if settings.multi_objective:
