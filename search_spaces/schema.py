@@ -153,13 +153,12 @@ class SearchSpace:
 
         datasets = {t.dataset for t in self.trials()}
         for name in roots:
-            if name in datasets:
-                check_root_applies(name, f"{name}=...")
             if name not in datasets:
                 raise InputError(
                     f"--data-root {name}=...: data set {name!r} is not in space {self.name!r}; "
                     f"its data sets: {', '.join(sorted(str(d) for d in datasets))}"
                 )
+            check_root_applies(name, f"{name}=...")
         data = self.to_dict()
         table = {str(k): dict(v) for k, v in data["derived"].get("dataset", {}).items()}
         for name, root in roots.items():

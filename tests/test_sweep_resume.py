@@ -85,6 +85,19 @@ def trial_runs(uri: str, experiment: str = "resumable") -> pd.DataFrame:
     return frame.loc[frame[TRIAL_ID].notna()]
 
 
+def resume(tmp_path: Path, name: str) -> subprocess.CompletedProcess[str]:
+    """``sweep --resume --name NAME`` in a new process; it must exit 0."""
+    resumed = subprocess.run(
+        command(tmp_path, "--resume", "--name", name),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    return resumed
+
+
 def result_lines(tmp_path: Path, trial_id: str) -> int:
     return len(
         (tmp_path / "runs" / "resumable" / trial_id / "result.json").read_text().splitlines()
@@ -120,14 +133,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path: P
     frame = trial_runs(uri).set_index(TRIAL_ID)
     end_times = {t: client.get_run(frame.loc[t, "run_id"]).info.end_time for t in done_before}
 
-    resumed = subprocess.run(
-        command(tmp_path, "--resume", "--name", "resumable"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    resumed = resume(tmp_path, "resumable")
     assert "3 finished, 0 failed, 0 unfinished of 3 trials" in resumed.stdout
 
     frame = trial_runs(uri)
@@ -172,14 +178,7 @@ def test_a_sweep_stopped_before_tune_saved_any_state_resumes(tmp_path: Path) -> 
                     uri], check=True, capture_output=True, timeout=120)  # fmt: skip
     experiment = runs / "window"
     assert (experiment / "tuner.pkl").exists() and not list(experiment.glob("experiment_state*"))
-    resumed = subprocess.run(
-        command(tmp_path, "--resume", "--name", "window"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    resumed = resume(tmp_path, "window")
     assert "2 finished, 0 failed, 0 unfinished of 2 trials" in resumed.stdout
     frame = trial_runs(uri, "window")
     assert len(frame) == 2 and set(frame["status"]) == {"FINISHED"}
